@@ -1,0 +1,32 @@
+"""Apply the best measured config from tuning logs, or the template's default."""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+
+from tvm import tirx
+
+from autotune.records import load_records
+from autotune.task import Task
+from schedules import Config
+
+
+class FallbackWarning(UserWarning):
+    """A task had no usable log entry and got its template's default config."""
+
+
+def best_config(logs: str | os.PathLike | Sequence[str | os.PathLike], task: Task) -> tuple[Config, bool]:
+    """The best logged config of `task` and True, or its default config and False."""
+    paths = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
+    records = [record for path in paths for record in load_records(path)]
+    best = task.best(records)
+    return (best[0], True) if best else (task.default_config, False)
+
+
+def apply_best(logs: str | os.PathLike | Sequence[str | os.PathLike], task: Task) -> tirx.PrimFunc:
+    """`task`'s PrimFunc scheduled with its best logged config (default config, with a warning, if none)."""
+    config, tuned = best_config(logs, task)
+    if not tuned:
+        warnings.warn(f"no tuning record for {task}; using the default config", FallbackWarning, stacklevel=2)
+    return task.template.schedule(task.workload, config, task.device)

@@ -1,0 +1,144 @@
+"""The `autotune` command line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+from autotune.engine import Progress, tune_task
+from autotune.records import LogWarning
+from autotune.task import Task
+from autotune.tuners import TUNERS
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line with exit code 2."""
+
+
+def parse_shape(text: str) -> list[int]:
+    try:
+        shape = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise UsageError(f"malformed shape {text!r}: expected positive integers like 1024,1024,1024") from None
+    if not shape or any(d < 1 for d in shape):
+        raise UsageError(f"malformed shape {text!r}: expected positive integers like 1024,1024,1024")
+    return shape
+
+
+def check_writable(path: str) -> None:
+    """Fail before tuning, not after the first measured batch."""
+    if os.path.isdir(path):
+        raise UsageError(f"log path {path!r} is a directory")
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write log {path!r}: {error.strerror}") from None
+
+
+class ProgressLine:
+    """One live status line on a terminal; a line per batch otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def __call__(self, p: Progress) -> None:
+        best = f"{p.best_gflops:.1f} GFLOPS" if p.best_gflops else "none yet"
+        text = f"[{p.measured:>{len(str(p.budget))}}/{p.budget}] errors {p.errors} | best {best} | {p.elapsed:.0f}s"
+        if self.live:
+            self.stream.write("\r" + text + "\033[K")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+
+
+def cmd_tune_op(args: argparse.Namespace) -> int:
+    if args.trials < 1:
+        raise UsageError(f"--trials must be positive, got {args.trials}")
+    try:
+        task = Task.create(args.op, parse_shape(args.shape), args.dtype, args.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    log = args.log or f"{task.workload.op}-{args.shape.replace(',', 'x')}-{task.device.name}.jsonl"
+    check_writable(log)
+
+    print(f"tuning {task}", file=sys.stderr)
+    print(f"space: {len(task.space):,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
+    progress = ProgressLine()
+    try:
+        result = tune_task(
+            task, args.trials, args.tuner, log, batch_size=args.batch_size,
+            early_stopping=args.early_stopping, seed=args.seed, on_progress=progress,
+        )
+    except KeyboardInterrupt:
+        progress.done()
+        print(f"interrupted: every finished measurement is in {log}; run the same command to resume", file=sys.stderr)
+        return 130
+    progress.done()
+    if result.resumed:
+        print(f"resumed: {result.resumed} configs were already in the log", file=sys.stderr)
+    print(f"measured {result.measured} new configs ({result.errors} errors) in {result.elapsed:.0f}s")
+    if result.best_config is None:
+        print("no config ran correctly; see the error messages in the log")
+        return 1
+    print_summary(task, result.best_config)
+    return 0
+
+
+def print_summary(task: Task, config) -> None:
+    """Best config, re-measured beside numpy in this run."""
+    from autotune.baseline import numpy_seconds, remeasure
+
+    print(f"best config: {config}")
+    final = remeasure(task, config)
+    if not final.ok:
+        print(f"re-measuring the best config failed: {final.error.value}: {final.message}")
+        return
+    ours, ref = task.gflops(final.cost), task.gflops(numpy_seconds(task))
+    print(f"best: {final.cost * 1e3:.3f} ms = {ours:.1f} GFLOPS; numpy: {ref:.1f} GFLOPS; ratio {ours / ref:.2f}x")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from schedules import default_registry
+
+    parser = argparse.ArgumentParser(prog="autotune", description="Auto-tune tensor programs for TVM 0.27.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ops = ", ".join(default_registry().ops())
+    tune_op = commands.add_parser("tune-op", help="tune one operator", description=f"Tune one operator ({ops}).")
+    tune_op.add_argument("op", help=f"operator: {ops}")
+    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K")
+    tune_op.add_argument("--dtype", default="float32")
+    tune_op.add_argument("--trials", type=int, default=200, help="new measurements to make (default 200)")
+    tune_op.add_argument("--tuner", choices=sorted(TUNERS), default="random")
+    tune_op.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <op>-<shape>-<device>.jsonl)")
+    tune_op.add_argument("--device", default="host", help="device preset (default host)")
+    tune_op.add_argument("--batch-size", type=int, default=16, help="candidates built and measured per round")
+    tune_op.add_argument("--early-stopping", type=int, help="stop after this many trials without improvement")
+    tune_op.add_argument("--seed", type=int, default=0)
+    tune_op.set_defaults(run=cmd_tune_op)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.simplefilter("always", LogWarning)
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"autotune: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

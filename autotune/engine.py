@@ -1,0 +1,131 @@
+"""The tuning loop: propose, build, run, log, learn, until the budget or patience runs out."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import tvm
+
+from autotune import __version__
+from autotune.measure import Builder, LocalBuilder, LocalRunner, MeasureResult, Runner
+from autotune.records import Record, RecordLog, load_records
+from autotune.task import Task
+from autotune.tuners import Tuner, create_tuner
+from schedules import Config
+
+
+@dataclass
+class Progress:
+    """Where a tuning run stands; passed to the progress callback after every batch."""
+
+    task: Task
+    measured: int  # new measurements in this run
+    budget: int
+    errors: int
+    best_cost: float  # seconds, over this run and the resumed history
+    elapsed: float
+    resumed: int = 0
+
+    @property
+    def best_gflops(self) -> float:
+        return self.task.gflops(self.best_cost) if self.best_cost < float("inf") else 0.0
+
+
+@dataclass
+class TuneResult:
+    task: Task
+    best_config: Config | None
+    best_cost: float
+    measured: int
+    errors: int
+    resumed: int
+    elapsed: float
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def best_gflops(self) -> float:
+        return self.task.gflops(self.best_cost) if self.best_config is not None else 0.0
+
+
+def make_record(task: Task, config: Config, result: MeasureResult) -> Record:
+    return Record(
+        workload=task.workload,
+        device=task.device.name,
+        target=task.device.target,
+        template=task.template.name,
+        template_version=task.template.version,
+        config=task.space.to_json(config),
+        costs=result.costs,
+        error=result.error,
+        message=result.message,
+        build_seconds=result.build_seconds,
+        run_seconds=result.run_seconds,
+        versions={"tvm": tvm.__version__, "autotune": __version__},
+    )
+
+
+def tune_task(
+    task: Task,
+    n_trials: int,
+    tuner: str | Tuner = "random",
+    log: str | os.PathLike | None = None,
+    builder: Builder | None = None,
+    runner: Runner | None = None,
+    batch_size: int = 16,
+    early_stopping: int | None = None,
+    seed: int = 0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TuneResult:
+    """Measure up to `n_trials` new configs of `task`, appending each result to `log`.
+
+    Configs already in the log are loaded into the tuner and never measured again.
+    `early_stopping` ends the run after that many new trials without a better config.
+    """
+    if n_trials < 1:
+        raise ValueError(f"trials must be positive, got {n_trials}")
+    start = time.perf_counter()
+    search = create_tuner(tuner, task.space, seed)
+    history = task.history(load_records(log)) if log else []
+    if history:
+        search.load_history([c for c, _ in history], [r.result for _, r in history])
+    best = task.best(r for _, r in history)
+    best_config, best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
+
+    own_builder, own_runner = builder is None, runner is None
+    builder = builder or LocalBuilder()
+    runner = runner or LocalRunner()
+    writer = RecordLog(log) if log else None
+    measured = errors = since_improvement = 0
+    new_records: list[Record] = []
+    try:
+        while measured < n_trials:
+            batch = search.next_batch(min(batch_size, n_trials - measured))
+            if not batch:
+                break  # the space is exhausted
+            inputs = [task.measure_input(config) for config in batch]
+            results = runner.run(inputs, builder.build(inputs))
+            for config, result in zip(batch, results):
+                record = make_record(task, config, result)
+                if writer:
+                    writer.append(record)
+                new_records.append(record)
+                measured += 1
+                errors += not result.ok
+                since_improvement += 1
+                if result.cost < best_cost:
+                    best_config, best_cost, since_improvement = config, result.cost, 0
+            search.update(batch, results)
+            if on_progress:
+                on_progress(Progress(task, measured, n_trials, errors, best_cost, time.perf_counter() - start, len(history)))
+            if early_stopping and since_improvement >= early_stopping:
+                break
+    finally:
+        if writer:
+            writer.close()
+        if own_builder:
+            builder.close()
+        if own_runner:
+            runner.close()
+    return TuneResult(task, best_config, best_cost, measured, errors, len(history), time.perf_counter() - start, new_records)

@@ -1,0 +1,69 @@
+"""Compile candidates in a pool of worker processes, one per core.
+
+Workers are TVM's PopenPoolExecutor processes: a compile that raises, crashes the worker
+or runs past the timeout becomes an error result, and the worker is restarted. Workers
+stay alive across batches, since starting one costs an `import tvm`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+
+from tvm.support.popen_pool import PopenPoolExecutor
+
+from autotune.measure.builder import Builder
+from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, last_line
+from targets import physical_cores
+
+
+def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float]:
+    """Schedule, compile and export one candidate (runs in a worker process)."""
+    import tvm
+    from tvm.support import cc
+
+    start = time.perf_counter()
+    func = inp.template.schedule(inp.workload, inp.config, inp.device)
+    executable = tvm.compile(func, target=inp.device.tvm_target)
+    path = os.path.join(out_dir, f"{uuid.uuid4().hex}.so")
+    if inp.device.cross_compiler:
+        executable.export_library(path, fcompile=cc.cross_compiler(inp.device.cross_compiler))
+    else:
+        executable.export_library(path)
+    return path, time.perf_counter() - start
+
+
+class LocalBuilder(Builder):
+    def __init__(self, n_workers: int | None = None, timeout: float = 30.0, out_dir: str | None = None):
+        self.n_workers = n_workers or physical_cores()
+        self.timeout = timeout
+        self._own_dir = out_dir is None
+        self.out_dir = out_dir or tempfile.mkdtemp(prefix="autotune-build-")
+        self._pool = PopenPoolExecutor(
+            max_workers=self.n_workers, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def build(self, inputs: Sequence[MeasureInput]) -> list[BuildResult]:
+        futures = [self._pool.submit(build_candidate, inp, self.out_dir) for inp in inputs]
+        results = []
+        for future in futures:
+            start = time.perf_counter()
+            try:
+                path, seconds = future.result()
+                results.append(BuildResult(path, seconds=seconds))
+            except TimeoutError:
+                results.append(BuildResult(None, ErrorKind.TIMEOUT, f"build exceeded {self.timeout:g}s", self.timeout))
+            except ChildProcessError:
+                results.append(BuildResult(None, ErrorKind.COMPILE_ERROR, "build worker crashed", time.perf_counter() - start))
+            except Exception as error:  # noqa: BLE001 - any compile failure is a result
+                results.append(BuildResult(None, ErrorKind.COMPILE_ERROR, last_line(error), time.perf_counter() - start))
+        return results
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._own_dir:
+            shutil.rmtree(self.out_dir, ignore_errors=True)

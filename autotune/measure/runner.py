@@ -1,0 +1,38 @@
+"""The Runner role: time built candidates on a device and check their output."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autotune.measure.result import BuildResult, MeasureInput, MeasureResult
+
+
+@dataclass(frozen=True)
+class TimingOptions:
+    """How `time_evaluator` times a candidate.
+
+    `number` calls make one repeat (raised until a repeat lasts `min_repeat_ms`);
+    the cost of a candidate is the median of `repeat` repeats.
+    """
+
+    number: int = 1
+    repeat: int = 3
+    min_repeat_ms: int = 100
+    cooldown_ms: int = 0
+    timeout: float = 10.0
+
+
+class Runner(ABC):
+    @abstractmethod
+    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult]) -> list[MeasureResult]:
+        """One result per input, in order; a failed build passes its error through."""
+
+    def close(self) -> None:
+        """Release worker processes and sessions."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

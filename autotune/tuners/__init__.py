@@ -1,0 +1,27 @@
+"""Search strategies, one per module, created by name through a lazy table."""
+from __future__ import annotations
+
+import importlib
+
+from autotune.tuners.tuner import Tuner
+from schedules import ConfigSpace
+
+#: tuner name -> (module, class); imported on first use so an optional dependency
+#: breaks only the tuner that needs it.
+TUNERS: dict[str, tuple[str, str]] = {
+    "random": ("autotune.tuners.random_search", "RandomTuner"),
+    "grid": ("autotune.tuners.grid_search", "GridTuner"),
+}
+
+
+def create_tuner(tuner: str | Tuner, space: ConfigSpace, seed: int = 0) -> Tuner:
+    """A tuner instance from its name (or the instance itself)."""
+    if isinstance(tuner, Tuner):
+        return tuner
+    if tuner not in TUNERS:
+        raise ValueError(f"unknown tuner {tuner!r}; known tuners: {', '.join(TUNERS)}")
+    module, name = TUNERS[tuner]
+    return getattr(importlib.import_module(module), name)(space, seed=seed)
+
+
+__all__ = ["TUNERS", "Tuner", "create_tuner"]

@@ -1,0 +1,34 @@
+"""Which template serves which operator: an explicit registry object, no import-time globals."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schedules.template import Template
+
+
+class TemplateRegistry:
+    def __init__(self, templates: Iterable[Template] = ()):
+        self._templates: dict[tuple[str, str], Template] = {}
+        for template in templates:
+            self.register(template)
+
+    def register(self, template: Template) -> None:
+        self._templates[(template.op, template.family)] = template
+
+    def ops(self, family: str = "cpu") -> list[str]:
+        return sorted(op for op, fam in self._templates if fam == family)
+
+    def get(self, op: str, family: str = "cpu") -> Template:
+        """The template for `op` on `family`; ValueError lists the known operators."""
+        try:
+            return self._templates[(op, family)]
+        except KeyError:
+            known = ", ".join(self.ops(family)) or "none"
+            raise ValueError(f"unknown operator {op!r} for {family}; known operators: {known}") from None
+
+
+def default_registry() -> TemplateRegistry:
+    """The templates this package ships."""
+    from schedules.dense import DenseCPU, MatmulCPU
+
+    return TemplateRegistry([MatmulCPU(), DenseCPU()])

@@ -1,0 +1,49 @@
+"""What a device is: the one place that says which TVM target, threads and toolchain to use."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import tvm
+
+
+@dataclass(frozen=True)
+class Device:
+    """A tuning and deployment target.
+
+    `target` is TVM's dict form (TVM 0.27 rejects "llvm -mcpu=..." strings). `family`
+    picks the template variant (`cpu` or `opencl`). `cross_compiler` names the compiler
+    driver used to link exported libraries when the device is not this machine.
+    """
+
+    name: str
+    target: dict[str, Any]
+    num_threads: int
+    family: str = "cpu"
+    host: dict[str, Any] | None = None
+    cross_compiler: str | None = None
+    rpc_key: str | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def tvm_target(self) -> tvm.target.Target:
+        if self.host is None:
+            return tvm.target.Target(self.target)
+        return tvm.target.Target(self.target, host=self.host)
+
+    @cached_property
+    def vector_bits(self) -> int:
+        """SIMD register width in bits, as LLVM sees the target (512 with AVX-512, 128 NEON)."""
+        return int(tvm.target.codegen.llvm_get_vector_width(self.tvm_target))
+
+    def vector_lanes(self, dtype: str) -> int:
+        """How many elements of `dtype` one SIMD register holds."""
+        return max(1, self.vector_bits // tvm.DataType(dtype).bits)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target}
+
+    def __hash__(self) -> int:
+        return hash(self.name)
