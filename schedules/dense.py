@@ -70,16 +70,18 @@ class MatmulCPU(Template):
         sch.reverse_compute_at(write_back, j1)
         outer = sch.fuse(i0, j0)
         sch.parallel(outer)
-        sch.vectorize(j2)
+        if cfg["tile_j"][2] > 1:
+            sch.vectorize(j2)
         step, explicit = cfg["unroll"]
-        if explicit:
+        if explicit and cfg["tile_i"][2] > 1:
             sch.unroll(i2)
         if step:
             sch.annotate(outer, "pragma_auto_unroll_max_step", step)
             sch.annotate(outer, "pragma_unroll_explicit", 1)
         sch.decompose_reduction(block, k0)
-        wb_loops = sch.get_loops(write_back)
-        sch.vectorize(wb_loops[-1])
+        own_loops = sch.get_loops(write_back)[3:]  # below (fused i0.j0, i1, j1)
+        if own_loops and cfg["tile_j"][2] > 1:
+            sch.vectorize(own_loops[-1])
 
     def flops(self, wl: Workload) -> int:
         return 2 * wl["M"] * wl["N"] * wl["K"]

@@ -13,13 +13,15 @@ class TimingOptions:
     """How `time_evaluator` times a candidate.
 
     `number` calls make one repeat (raised until a repeat lasts `min_repeat_ms`);
-    the cost of a candidate is the median of `repeat` repeats.
+    the cost of a candidate is the median of `repeat` repeats. A candidate whose first
+    call takes `slow_seconds` or more is not repeated. `timeout` bounds one candidate.
     """
 
     number: int = 1
     repeat: int = 3
     min_repeat_ms: int = 100
     cooldown_ms: int = 0
+    slow_seconds: float = 0.25
     timeout: float = 10.0
 
 

@@ -1,0 +1,64 @@
+"""The command line as a user runs it: bad input, a real run, kill -9 and resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CLI = [sys.executable, "-m", "autotune.cli"]
+
+
+def autotune(*args, **kwargs):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tune-op", "conv9d", "--shape", "1,2,3"], "known operators: dense, matmul"),
+        (["tune-op", "matmul", "--shape", "1024,x,3"], "malformed shape"),
+        (["tune-op", "matmul", "--shape", "1024,1024"], "M,N,K"),
+        (["tune-op", "matmul", "--shape", "8,8,8", "--trials", "0"], "--trials must be positive"),
+        (["tune-op", "matmul", "--shape", "8,8,8", "--log", "/nonexistent/dir/x.jsonl"], "cannot write log"),
+        (["tune-op", "matmul", "--shape", "8,8,8", "--device", "toaster"], "unknown device"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = autotune(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tune_op_prints_best_config_and_numpy_ratio(tmp_path):
+    log = tmp_path / "m.jsonl"
+    result = autotune("tune-op", "matmul", "--shape", "64,64,64", "--trials", "4", "--log", str(log))
+    assert result.returncode == 0, result.stderr
+    assert "best config: tile_i=" in result.stdout
+    assert "numpy:" in result.stdout and "ratio" in result.stdout
+    assert len(log.read_text().splitlines()) == 4
+
+
+def test_kill_9_mid_run_loses_nothing_and_resume_measures_no_config_twice(tmp_path):
+    log = tmp_path / "m.jsonl"
+    args = [*CLI, "tune-op", "matmul", "--shape", "96,160,64", "--trials", "40", "--batch-size", "4", "--log", str(log)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 10):
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = log.read_text().splitlines()
+    assert 10 <= len(killed_at) < 40
+    rerun = autotune("tune-op", "matmul", "--shape", "96,160,64", "--trials", "8", "--batch-size", "4", "--log", str(log))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "corrupt" not in rerun.stderr
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    indices = [line["config"]["index"] for line in lines]
+    assert len(lines) == len(killed_at) + 8
+    assert len(set(indices)) == len(indices)

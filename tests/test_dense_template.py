@@ -1,0 +1,50 @@
+"""Matmul and dense templates against numpy, for the default and random configs, on odd shapes too."""
+import random
+
+import numpy as np
+import pytest
+import tvm
+
+from schedules import default_registry
+
+SHAPES = [(1024, 1024, 1024), (127, 255, 63), (1, 1000, 512), (128, 256, 1024), (7, 3, 5), (1, 1, 1)]
+
+
+def run(template, wl, config, device):
+    executable = tvm.compile(template.schedule(wl, config, device), target=device.tvm_target)
+    inputs = template.make_inputs(wl, np.random.default_rng(1))
+    dev = tvm.cpu()
+    expected = template.reference(wl, inputs)
+    args = [tvm.runtime.tensor(x, dev) for x in inputs] + [tvm.runtime.tensor(np.full_like(expected, np.nan), dev)]
+    executable["main"](*args)
+    return args[-1].numpy(), expected
+
+
+@pytest.mark.parametrize("op", ["matmul", "dense"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_default_and_random_configs_match_numpy(op, shape, host):
+    template = default_registry().get(op)
+    wl = template.workload(shape, "float32")
+    space = template.define_space(wl, host)
+    configs = [template.default_config(wl, host, space)] + space.sample(random.Random(hash(shape) % 1000), 2)
+    for config in configs:
+        actual, expected = run(template, wl, config, host)
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=str(config))
+
+
+def test_workload_key_is_plain_and_stable():
+    template = default_registry().get("matmul")
+    wl = template.workload([1024, 512, 256], "float32")
+    assert wl.key == '["matmul",{"K":256,"M":1024,"N":512,"dtype":"float32"}]'
+    assert template.workload((1024, 512, 256), "float32") == wl
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (0, 4, 4), (4, 4, -1)])
+def test_malformed_shapes_are_rejected(shape):
+    with pytest.raises(ValueError):
+        default_registry().get("matmul").workload(shape, "float32")
+
+
+def test_unknown_operator_lists_known_ones():
+    with pytest.raises(ValueError, match="dense, matmul"):
+        default_registry().get("conv7d")
