@@ -8,6 +8,7 @@ import time
 import warnings
 
 from autotune.engine import Progress, tune_task
+from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
 from autotune.records import LogWarning
 from autotune.task import Task
 from autotune.tuners import TUNERS
@@ -62,8 +63,9 @@ class ProgressLine:
 
 
 def cmd_tune_op(args: argparse.Namespace) -> int:
-    if args.trials < 1:
-        raise UsageError(f"--trials must be positive, got {args.trials}")
+    for flag in ("trials", "batch_size", "repeat"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     try:
         task = Task.create(args.op, parse_shape(args.shape), args.dtype, args.device)
     except ValueError as error:
@@ -73,12 +75,14 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
 
     print(f"tuning {task}", file=sys.stderr)
     print(f"space: {len(task.space):,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
+    timing = TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms, timeout=args.run_timeout)
     progress = ProgressLine()
     try:
-        result = tune_task(
-            task, args.trials, args.tuner, log, batch_size=args.batch_size,
-            early_stopping=args.early_stopping, seed=args.seed, on_progress=progress,
-        )
+        with LocalBuilder() as builder, LocalRunner(timing) as runner:
+            result = tune_task(
+                task, args.trials, args.tuner, log, builder, runner, batch_size=args.batch_size,
+                early_stopping=args.early_stopping, seed=args.seed, on_progress=progress,
+            )
     except KeyboardInterrupt:
         progress.done()
         print(f"interrupted: every finished measurement is in {log}; run the same command to resume", file=sys.stderr)
@@ -104,7 +108,7 @@ def print_summary(task: Task, config) -> None:
         print(f"re-measuring the best config failed: {final.error.value}: {final.message}")
         return
     ours, ref = task.gflops(final.cost), task.gflops(numpy_seconds(task))
-    print(f"best: {final.cost * 1e3:.3f} ms = {ours:.1f} GFLOPS; numpy: {ref:.1f} GFLOPS; ratio {ours / ref:.2f}x")
+    print(f"best: {final.cost * 1e3:.4g} ms = {ours:.1f} GFLOPS; numpy: {ref:.1f} GFLOPS; ratio {ours / ref:.2f}x")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune_op.add_argument("--batch-size", type=int, default=16, help="candidates built and measured per round")
     tune_op.add_argument("--early-stopping", type=int, help="stop after this many trials without improvement")
     tune_op.add_argument("--seed", type=int, default=0)
+    timing = TimingOptions()
+    tune_op.add_argument("--repeat", type=int, default=timing.repeat, help="timed repeats per candidate; the median counts")
+    tune_op.add_argument("--min-repeat-ms", type=int, default=timing.min_repeat_ms, help="shortest repeat; calls are added until reached")
+    tune_op.add_argument("--cooldown-ms", type=int, default=timing.cooldown_ms, help="pause between repeats")
+    tune_op.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
     tune_op.set_defaults(run=cmd_tune_op)
     return parser
 
