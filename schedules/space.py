@@ -50,27 +50,39 @@ class SplitKnob(Knob):
     """Split a loop of `extent` into `parts` nested loops; a value lists the factors, outer first.
 
     Policies: `factors` (every ordered factorization whose product is exactly the extent),
-    `power2` (inner factors are powers of two, the outermost covers the rest with a guard,
-    so any extent works, primes included). `max_factor` bounds every inner factor.
+    `power2` (inner factors are powers of two, the outermost covers the rest with a guard
+    or padding, so any extent works, primes included). `max_factor` and `min_factor`
+    bound the inner factors: one number for all of them, or one per inner level.
     """
 
-    def __init__(self, name: str, extent: int, parts: int, policy: str = "power2", max_factor: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        extent: int,
+        parts: int,
+        policy: str = "power2",
+        max_factor: int | Sequence[int] | None = None,
+        min_factor: int | Sequence[int] = 1,
+    ):
         if extent < 1 or parts < 1:
             raise ValueError(f"split {name!r}: extent and parts must be positive")
         self.extent, self.parts, self.policy = extent, parts, policy
-        bound = max_factor or extent
+        highs = _per_level(max_factor or extent, parts - 1)
+        lows = _per_level(min_factor, parts - 1)
         if policy == "factors":
-            inner_choices = [d for d in _divisors(extent) if d <= bound]
+            levels = [[d for d in _divisors(extent) if lo <= d <= hi] for lo, hi in zip(lows, highs)]
         elif policy == "power2":
-            inner_choices = [2**e for e in range(0, max(0, (min(bound, _next_pow2(extent))).bit_length()))]
+            # Factors past the extent only add padding, except where a lower bound asks for them.
+            top = max(_next_pow2(extent), math.prod(lows))
+            levels = [[2**e for e in range(top.bit_length()) if lo <= 2**e <= hi] for lo, hi in zip(lows, highs)]
         else:
             raise ValueError(f"split {name!r}: unknown policy {policy!r} (factors, power2)")
         candidates = []
-        for inner in itertools.product(inner_choices, repeat=parts - 1):
+        for inner in itertools.product(*levels):
             covered = math.prod(inner)
             if policy == "factors" and extent % covered:
                 continue
-            if policy == "power2" and covered > _next_pow2(extent):
+            if policy == "power2" and covered > top:
                 continue
             candidates.append((-(-extent // covered), *inner))
         super().__init__(name, candidates)
@@ -137,8 +149,16 @@ class ConfigSpace:
         self.knobs[knob.name] = knob
         return knob
 
-    def define_split(self, name: str, extent: int, parts: int, policy: str = "power2", max_factor: int | None = None) -> Knob:
-        return self.add(SplitKnob(name, extent, parts, policy, max_factor))
+    def define_split(
+        self,
+        name: str,
+        extent: int,
+        parts: int,
+        policy: str = "power2",
+        max_factor: int | Sequence[int] | None = None,
+        min_factor: int | Sequence[int] = 1,
+    ) -> Knob:
+        return self.add(SplitKnob(name, extent, parts, policy, max_factor, min_factor))
 
     def define_knob(self, name: str, choices: Sequence[Any]) -> Knob:
         return self.add(CategoricalKnob(name, choices))
@@ -239,6 +259,13 @@ class ConfigSpace:
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k.name}:{len(k)}" for k in self.knobs.values())
         return f"ConfigSpace({len(self)} points; {knobs})"
+
+
+def _per_level(bound: int | Sequence[int], levels: int) -> list[int]:
+    bounds = [bound] * levels if isinstance(bound, int) else list(bound)
+    if len(bounds) != levels:
+        raise ValueError(f"expected {levels} per-level bounds, got {len(bounds)}")
+    return bounds
 
 
 def _divisors(n: int) -> list[int]:
