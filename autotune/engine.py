@@ -27,6 +27,7 @@ class Progress:
     best_cost: float  # seconds, over this run and the resumed history
     elapsed: float
     resumed: int = 0
+    search_seconds: float = 0.0  # spent proposing configs and learning from results
 
     @property
     def best_gflops(self) -> float:
@@ -42,7 +43,10 @@ class TuneResult:
     errors: int
     resumed: int
     elapsed: float
+    search_seconds: float = 0.0
     records: list[Record] = field(default_factory=list)
+    #: (trials so far, best cost so far) after each batch: the search's progress curve.
+    curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def best_gflops(self) -> float:
@@ -69,7 +73,7 @@ def make_record(task: Task, config: Config, result: MeasureResult) -> Record:
 def tune_task(
     task: Task,
     n_trials: int,
-    tuner: str | Tuner = "random",
+    tuner: str | Tuner = "xgb",
     log: str | os.PathLike | None = None,
     builder: Builder | None = None,
     runner: Runner | None = None,
@@ -77,19 +81,27 @@ def tune_task(
     early_stopping: int | None = None,
     seed: int = 0,
     on_progress: Callable[[Progress], None] | None = None,
+    transfer_log: str | os.PathLike | None = None,
 ) -> TuneResult:
     """Measure up to `n_trials` new configs of `task`, appending each result to `log`.
 
     Configs already in the log are loaded into the tuner and never measured again.
     `early_stopping` ends the run after that many new trials without a better config.
+    `transfer_log` holds results of other workloads of the same template, which a
+    model-guided tuner learns from before its first measurement.
     """
     if n_trials < 1:
         raise ValueError(f"trials must be positive, got {n_trials}")
     start = time.perf_counter()
-    search = create_tuner(tuner, task.space, seed)
+    search = create_tuner(tuner, task, seed)
     history = task.history(load_records(log)) if log else []
     if history:
         search.load_history([c for c, _ in history], [r.result for _, r in history])
+    if transfer_log:
+        if not hasattr(search, "load_transfer"):
+            raise ValueError(f"tuner {type(search).__name__} does not learn across workloads; use the xgb tuner")
+        search.load_transfer(transfer_samples(task, load_records(transfer_log)))
+    search_seconds = time.perf_counter() - start
     best = task.best(r for _, r in history)
     best_config, best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
 
@@ -99,9 +111,12 @@ def tune_task(
     writer = RecordLog(log) if log else None
     measured = errors = since_improvement = 0
     new_records: list[Record] = []
+    curve: list[tuple[int, float]] = []
     try:
         while measured < n_trials:
+            searching = time.perf_counter()
             batch = search.next_batch(min(batch_size, n_trials - measured))
+            search_seconds += time.perf_counter() - searching
             if not batch:
                 break  # the space is exhausted
             inputs = [task.measure_input(config) for config in batch]
@@ -116,9 +131,13 @@ def tune_task(
                 since_improvement += 1
                 if result.cost < best_cost:
                     best_config, best_cost, since_improvement = config, result.cost, 0
+            learning = time.perf_counter()
             search.update(batch, results)
+            search_seconds += time.perf_counter() - learning
+            curve.append((measured, best_cost))
             if on_progress:
-                on_progress(Progress(task, measured, n_trials, errors, best_cost, time.perf_counter() - start, len(history)))
+                elapsed = time.perf_counter() - start
+                on_progress(Progress(task, measured, n_trials, errors, best_cost, elapsed, len(history), search_seconds))
             if early_stopping and since_improvement >= early_stopping:
                 break
     finally:
@@ -128,4 +147,19 @@ def tune_task(
             builder.close()
         if own_runner:
             runner.close()
-    return TuneResult(task, best_config, best_cost, measured, errors, len(history), time.perf_counter() - start, new_records)
+    elapsed = time.perf_counter() - start
+    return TuneResult(task, best_config, best_cost, measured, errors, len(history), elapsed, search_seconds, new_records, curve)
+
+
+def transfer_samples(task: Task, records: list[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:
+    """Results of other workloads of `task`'s template and device, grouped by workload."""
+    by_workload: dict = {}
+    for record in records:
+        if (record.template, record.template_version, record.device) == (task.template.name, task.template.version, task.device.name) and record.workload != task.workload:
+            by_workload.setdefault(record.workload, []).append(record)
+    samples = []
+    for workload, group in by_workload.items():
+        other = Task(task.template, workload, task.device)
+        pairs = other.history(group)[:per_workload]
+        samples.append((other, [c for c, _ in pairs], [r.result for _, r in pairs]))
+    return samples

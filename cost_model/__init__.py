@@ -2,3 +2,8 @@
 
 Works on numbers and TVM objects only: it imports neither `schedules` nor `autotune`.
 """
+from cost_model.features import ProgramFeaturizer
+from cost_model.metrics import spearman, top_k_recall
+from cost_model.xgb import XGBCostModel
+
+__all__ = ["ProgramFeaturizer", "XGBCostModel", "spearman", "top_k_recall"]

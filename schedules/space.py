@@ -11,7 +11,10 @@ import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 
 class Knob:
@@ -41,6 +44,12 @@ class Knob:
     def decode(self, data: Any) -> Any:
         """Value from its JSON form."""
         return tuple(data) if isinstance(data, list) else data
+
+    def features(self, value: Any) -> list[float]:
+        """The value as numbers for a cost model: one-hot over the candidates by default."""
+        row = [0.0] * len(self)
+        row[self.index(value)] = 1.0
+        return row
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self)} candidates)"
@@ -87,6 +96,9 @@ class SplitKnob(Knob):
             candidates.append((-(-extent // covered), *inner))
         super().__init__(name, candidates)
 
+    def features(self, value: Any) -> list[float]:
+        return [math.log2(factor) for factor in value]
+
 
 class CategoricalKnob(Knob):
     """A choice among named alternatives (a loop order, a layout, on/off)."""
@@ -102,6 +114,10 @@ class UnrollKnob(Knob):
     def __init__(self, name: str, max_steps: Sequence[int] = (0, 16, 64, 512), explicit: Sequence[bool] = (False, True)):
         super().__init__(name, [(step, flag) for flag in explicit for step in max_steps])
 
+    def features(self, value: Any) -> list[float]:
+        step, explicit = value
+        return [math.log2(1 + step), float(explicit)]
+
 
 class VectorizeKnob(Knob):
     """Length of the vectorized innermost loop, in elements (1: scalar)."""
@@ -110,6 +126,9 @@ class VectorizeKnob(Knob):
         if any(n < 1 for n in lengths):
             raise ValueError(f"vectorize {name!r}: lengths must be positive")
         super().__init__(name, sorted(set(lengths)))
+
+    def features(self, value: Any) -> list[float]:
+        return [math.log2(value)]
 
 
 @dataclass(frozen=True)
@@ -205,6 +224,40 @@ class ConfigSpace:
 
     def violations(self, config: Mapping[str, Any]) -> list[str]:
         return [text for text, predicate in self._constraints if not predicate(config)]
+
+    # -- numbers for cost models ---------------------------------------------------------
+    def vector(self, config: Mapping[str, Any]) -> np.ndarray:
+        """The config as a numeric vector: split factors in log2, categorical knobs one-hot."""
+        return np.concatenate([np.asarray(k.features(config[k.name]), dtype=np.float32) for k in self.knobs.values()])
+
+    def vectors(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Vectors of many configs at once (a table lookup per knob: fast enough for annealing)."""
+        positions = self.positions(indices)
+        return np.hstack([table[positions[:, i]] for i, table in enumerate(self._feature_tables)])
+
+    def positions(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n, n_knobs) candidate positions of each index: the mixed-radix digits."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return (indices[:, None] // self._strides[None, :]) % self.radices[None, :]
+
+    def indices(self, positions: np.ndarray) -> np.ndarray:
+        """Inverse of `positions`."""
+        return (np.asarray(positions, dtype=np.int64) * self._strides[None, :]).sum(axis=1)
+
+    @cached_property
+    def radices(self) -> np.ndarray:
+        """Number of candidates of each knob, in definition order."""
+        if len(self) >= 2**62:
+            raise OverflowError(f"space of {len(self)} points is too large for int64 indices")
+        return np.array([len(k) for k in self.knobs.values()], dtype=np.int64)
+
+    @cached_property
+    def _strides(self) -> np.ndarray:
+        return np.concatenate([[1], np.cumprod(self.radices)[:-1]]).astype(np.int64)
+
+    @cached_property
+    def _feature_tables(self) -> list[np.ndarray]:
+        return [np.array([k.features(v) for v in k.candidates], dtype=np.float32) for k in self.knobs.values()]
 
     # -- JSON ----------------------------------------------------------------------------
     def to_json(self, config: Config) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 import math
 import random
 
+import numpy as np
 import pytest
 
 from schedules import ConfigSpace, SplitKnob
@@ -81,3 +82,14 @@ def test_values_outside_the_space_are_rejected():
         space.index_of({"tile": (24, 1, 1)})
     with pytest.raises(IndexError):
         space.get(len(space))
+
+
+def test_vectors_match_per_config_vectors_and_positions_invert():
+    space = small_space()
+    indices = list(range(0, len(space), 7))
+    table = space.vectors(indices)
+    for row, index in zip(table, indices):
+        assert np.array_equal(row, space.vector(space.get(index)))
+    assert np.array_equal(space.indices(space.positions(indices)), indices)
+    config = space.config({"tile": (2, 3, 4), "order": "ikj", "unroll": (16, True), "vec": 8})
+    assert list(space.vector(config)) == pytest.approx([1, np.log2(3), 2, 0, 1, np.log2(17), 1, 3])

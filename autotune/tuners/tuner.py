@@ -5,8 +5,13 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from typing import TYPE_CHECKING
+
 from autotune.measure.result import MeasureResult
-from schedules import Config, ConfigSpace
+from schedules import Config
+
+if TYPE_CHECKING:
+    from autotune.task import Task
 
 
 class Tuner(ABC):
@@ -16,8 +21,9 @@ class Tuner(ABC):
     at most once per task, across resumed runs too.
     """
 
-    def __init__(self, space: ConfigSpace, seed: int = 0):
-        self.space = space
+    def __init__(self, task: Task, seed: int = 0):
+        self.task = task
+        self.space = task.space
         self.rng = random.Random(seed)
         self.visited: set[int] = set()
 
