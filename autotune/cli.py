@@ -41,6 +41,11 @@ def check_writable(path: str) -> None:
         raise UsageError(f"cannot write log {path!r}: {error.strerror}") from None
 
 
+def check_readable(path: str) -> None:
+    if not os.path.isfile(path):
+        raise UsageError(f"no such log file: {path!r}")
+
+
 class ProgressLine:
     """One live status line on a terminal; a line per batch otherwise."""
 
@@ -72,6 +77,10 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     log = args.log or f"{task.workload.op}-{args.shape.replace(',', 'x')}-{task.device.name}.jsonl"
     check_writable(log)
+    if args.transfer_log:
+        check_readable(args.transfer_log)
+        if args.tuner != "xgb":
+            raise UsageError("--transfer-log needs the model-guided tuner (--tuner xgb)")
 
     print(f"tuning {task}", file=sys.stderr)
     print(f"space: {len(task.space):,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
@@ -82,6 +91,7 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
             result = tune_task(
                 task, args.trials, args.tuner, log, builder, runner, batch_size=args.batch_size,
                 early_stopping=args.early_stopping, seed=args.seed, on_progress=progress,
+                transfer_log=args.transfer_log,
             )
     except KeyboardInterrupt:
         progress.done()
@@ -90,7 +100,9 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
     progress.done()
     if result.resumed:
         print(f"resumed: {result.resumed} configs were already in the log", file=sys.stderr)
-    print(f"measured {result.measured} new configs ({result.errors} errors) in {result.elapsed:.0f}s")
+    share = result.search_seconds / result.elapsed if result.elapsed else 0.0
+    print(f"measured {result.measured} new configs ({result.errors} errors) in {result.elapsed:.0f}s"
+          f" (search and model: {share:.0%} of it)")
     if result.best_config is None:
         print("no config ran correctly; see the error messages in the log")
         return 1
@@ -111,6 +123,23 @@ def print_summary(task: Task, config) -> None:
     print(f"best: {final.cost * 1e3:.4g} ms = {ours:.1f} GFLOPS; numpy: {ref:.1f} GFLOPS; ratio {ours / ref:.2f}x")
 
 
+def cmd_model_eval(args: argparse.Namespace) -> int:
+    from autotune.model_eval import evaluate_log
+
+    check_readable(args.log)
+    try:
+        qualities = evaluate_log(args.log, args.train_fraction, args.objective, args.k, args.seed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not qualities:
+        print("no workload in the log has enough records (4 or more) to evaluate")
+        return 1
+    for q in qualities:
+        print(f"{q.workload}: trained on {q.n_train}, tested on {q.n_test}: "
+              f"Spearman {q.spearman:.3f}, top-{q.k} recall {q.top_k_recall:.2f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from schedules import default_registry
 
@@ -122,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K")
     tune_op.add_argument("--dtype", default="float32")
     tune_op.add_argument("--trials", type=int, default=200, help="new measurements to make (default 200)")
-    tune_op.add_argument("--tuner", choices=sorted(TUNERS), default="random")
+    tune_op.add_argument("--tuner", choices=sorted(TUNERS), default="xgb", help="search strategy (default xgb)")
+    tune_op.add_argument("--transfer-log", help="log of other workloads of the same template to warm-start the model")
     tune_op.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <op>-<shape>-<device>.jsonl)")
     tune_op.add_argument("--device", default="host", help="device preset (default host)")
     tune_op.add_argument("--batch-size", type=int, default=16, help="candidates built and measured per round")
@@ -134,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune_op.add_argument("--cooldown-ms", type=int, default=timing.cooldown_ms, help="pause between repeats")
     tune_op.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
     tune_op.set_defaults(run=cmd_tune_op)
+
+    model_eval = commands.add_parser("model-eval", help="rank correlation of the cost model on a log")
+    model_eval.add_argument("log", help="JSON-lines tuning log")
+    model_eval.add_argument("--train-fraction", type=float, default=0.5)
+    model_eval.add_argument("--objective", choices=["rank", "regression"], default="rank")
+    model_eval.add_argument("--k", type=int, default=10, help="k of the top-k recall")
+    model_eval.add_argument("--seed", type=int, default=0)
+    model_eval.set_defaults(run=cmd_model_eval)
     return parser
 
 

@@ -18,6 +18,13 @@ class TemplateRegistry:
     def ops(self, family: str = "cpu") -> list[str]:
         return sorted(op for op, fam in self._templates if fam == family)
 
+    def by_name(self, name: str) -> Template:
+        """The template called `name` (as logs record it); ValueError when there is none."""
+        for template in self._templates.values():
+            if template.name == name:
+                return template
+        raise ValueError(f"unknown template {name!r}")
+
     def get(self, op: str, family: str = "cpu") -> Template:
         """The template for `op` on `family`; ValueError lists the known operators."""
         try:

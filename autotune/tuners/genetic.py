@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Sequence
-
 from typing import TYPE_CHECKING
 
 from autotune.measure.result import MeasureResult
@@ -31,7 +30,6 @@ class GeneticTuner(Tuner):
     def __init__(self, task: Task, seed: int = 0, pop_size: int = 32, elite_num: int = 3, mutation_prob: float = 0.1):
         super().__init__(task, seed=seed)
         self.pop_size, self.elite_num, self.mutation_prob = pop_size, elite_num, mutation_prob
-        self._radices = [len(knob) for knob in self.space.knobs.values()]
         #: throughput (1/seconds, 0 for a failure) of every measured config, by index
         self._scores: dict[int, float] = {}
         #: indices of the latest measured configs, oldest first: the current generation
@@ -65,7 +63,7 @@ class GeneticTuner(Tuner):
                 mother, father = self.rng.choices(genes, weights, k=2)
                 child = [
                     self.rng.randrange(radix) if self.rng.random() < self.mutation_prob else self.rng.choice(pair)
-                    for radix, pair in zip(self._radices, zip(mother, father))
+                    for radix, pair in zip(self.space.radices.tolist(), zip(mother, father))
                 ]
                 index = int(self.space.indices([child])[0])
                 if index in batch or index in self.visited:

@@ -1,0 +1,60 @@
+"""How well the cost model ranks a log's configs it was not trained on."""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from autotune.featurize import TaskFeaturizer
+from autotune.records import load_records
+from autotune.task import Task
+from cost_model import XGBCostModel, spearman, top_k_recall
+from schedules import TemplateRegistry, default_registry
+from targets import get_device
+
+
+@dataclass(frozen=True)
+class ModelQuality:
+    workload: str
+    n_train: int
+    n_test: int
+    spearman: float
+    top_k_recall: float
+    k: int
+
+
+def evaluate_log(
+    path: str | os.PathLike,
+    train_fraction: float = 0.5,
+    objective: str = "rank",
+    k: int = 10,
+    seed: int = 0,
+    registry: TemplateRegistry | None = None,
+) -> list[ModelQuality]:
+    """Per workload of the log: train on a random `train_fraction` of its records, rank the rest."""
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train fraction must be between 0 and 1, got {train_fraction}")
+    registry = registry or default_registry()
+    groups: dict = {}
+    for record in load_records(path):
+        groups.setdefault((record.template, record.workload, record.device), []).append(record)
+    qualities = []
+    for (template, workload, device), records in groups.items():
+        task = Task(registry.by_name(template), workload, get_device(device))
+        pairs = task.history(records)
+        if len(pairs) < 4:
+            continue
+        random.Random(seed).shuffle(pairs)
+        features = TaskFeaturizer(task).full([c for c, _ in pairs])
+        throughputs = np.array([1.0 / r.cost if r.ok else 0.0 for _, r in pairs])
+        cut = max(2, int(len(pairs) * train_fraction))
+        model = XGBCostModel(objective, seed=seed)
+        model.fit(features[:cut], throughputs[:cut])
+        predicted = model.predict(features[cut:])
+        qualities.append(ModelQuality(
+            str(workload), cut, len(pairs) - cut,
+            spearman(predicted, throughputs[cut:]), top_k_recall(predicted, throughputs[cut:], k), k,
+        ))
+    return qualities
