@@ -32,6 +32,10 @@ class XGBCostModel:
             "nthread": n_threads,
             "verbosity": 0,
         }
+        if objective == "rank":
+            # Compare each candidate with many random others of its group: xgboost's default
+            # (pairs near the top only) ranks continuous throughputs poorly.
+            self.params.update(lambdarank_pair_method="mean", lambdarank_num_pair_per_sample=32)
         self._booster: xgb.Booster | None = None
 
     @property
