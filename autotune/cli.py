@@ -102,7 +102,7 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         print(f"resumed: {result.resumed} configs were already in the log", file=sys.stderr)
     share = result.search_seconds / result.elapsed if result.elapsed else 0.0
     print(f"measured {result.measured} new configs ({result.errors} errors) in {result.elapsed:.0f}s"
-          f" (search and model: {share:.0%} of it)")
+          f" (search and model: {share:.0%} of it, at most {result.worst_round_search_share:.0%} of a round)")
     if result.best_config is None:
         print("no config ran correctly; see the error messages in the log")
         return 1

@@ -45,8 +45,12 @@ class TuneResult:
     elapsed: float
     search_seconds: float = 0.0
     records: list[Record] = field(default_factory=list)
-    #: (trials so far, best cost so far) after each batch: the search's progress curve.
-    curve: list[tuple[int, float]] = field(default_factory=list)
+    #: (wall seconds, search seconds) of each round: what the search costs beside measuring.
+    rounds: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def worst_round_search_share(self) -> float:
+        return max((search / wall for wall, search in self.rounds if wall > 0), default=0.0)
 
     @property
     def best_gflops(self) -> float:
@@ -111,12 +115,12 @@ def tune_task(
     writer = RecordLog(log) if log else None
     measured = errors = since_improvement = 0
     new_records: list[Record] = []
-    curve: list[tuple[int, float]] = []
+    rounds: list[tuple[float, float]] = []
     try:
         while measured < n_trials:
-            searching = time.perf_counter()
+            round_start = time.perf_counter()
             batch = search.next_batch(min(batch_size, n_trials - measured))
-            search_seconds += time.perf_counter() - searching
+            round_search = time.perf_counter() - round_start
             if not batch:
                 break  # the space is exhausted
             inputs = [task.measure_input(config) for config in batch]
@@ -133,8 +137,9 @@ def tune_task(
                     best_config, best_cost, since_improvement = config, result.cost, 0
             learning = time.perf_counter()
             search.update(batch, results)
-            search_seconds += time.perf_counter() - learning
-            curve.append((measured, best_cost))
+            round_search += time.perf_counter() - learning
+            search_seconds += round_search
+            rounds.append((time.perf_counter() - round_start, round_search))
             if on_progress:
                 elapsed = time.perf_counter() - start
                 on_progress(Progress(task, measured, n_trials, errors, best_cost, elapsed, len(history), search_seconds))
@@ -148,7 +153,7 @@ def tune_task(
         if own_runner:
             runner.close()
     elapsed = time.perf_counter() - start
-    return TuneResult(task, best_config, best_cost, measured, errors, len(history), elapsed, search_seconds, new_records, curve)
+    return TuneResult(task, best_config, best_cost, measured, errors, len(history), elapsed, search_seconds, new_records, rounds)
 
 
 def transfer_samples(task: Task, records: list[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:

@@ -24,6 +24,10 @@ def autotune(*args, **kwargs):
         (["tune-op", "matmul", "--shape", "8,8,8", "--trials", "0"], "--trials must be positive"),
         (["tune-op", "matmul", "--shape", "8,8,8", "--log", "/nonexistent/dir/x.jsonl"], "cannot write log"),
         (["tune-op", "matmul", "--shape", "8,8,8", "--device", "toaster"], "unknown device"),
+        (["tune-op", "matmul", "--shape", "8,8,8", "--transfer-log", "/nonexistent.jsonl"], "no such log file"),
+        (["tune-op", "matmul", "--shape", "8,8,8", "--tuner", "random", "--transfer-log", __file__], "needs the model-guided tuner"),
+        (["model-eval", "/nonexistent.jsonl"], "no such log file"),
+        (["model-eval", __file__, "--train-fraction", "1.5"], "train fraction"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -40,6 +44,18 @@ def test_tune_op_prints_best_config_and_numpy_ratio(tmp_path):
     assert "best config: tile_i=" in result.stdout
     assert "numpy:" in result.stdout and "ratio" in result.stdout
     assert len(log.read_text().splitlines()) == 4
+
+
+def test_model_eval_reports_rank_correlation_of_a_real_log(tmp_path):
+    log = tmp_path / "m.jsonl"
+    result = autotune("tune-op", "matmul", "--shape", "128,128,128", "--trials", "48", "--tuner", "random",
+                      "--batch-size", "16", "--log", str(log))
+    assert result.returncode == 0, result.stderr
+    report = autotune("model-eval", str(log))
+    assert report.returncode == 0, report.stderr
+    line = report.stdout.strip()
+    assert "trained on 24, tested on 24" in line
+    assert -1.0 <= float(line.split("Spearman ")[1].split(",")[0]) <= 1.0
 
 
 def test_kill_9_mid_run_loses_nothing_and_resume_measures_no_config_twice(tmp_path):
