@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 import tvm
 
 from autotune import __version__
-from autotune.measure import Builder, LocalBuilder, LocalRunner, MeasureResult, Runner
+from autotune.measure import Builder, ErrorKind, LocalBuilder, LocalRunner, MeasureResult, Runner
 from autotune.records import Record, RecordLog, load_records
 from autotune.task import Task
 from autotune.tuners import Tuner, create_tuner
 from schedules import Config
+
+
+class DeviceLostError(RuntimeError):
+    """The device stayed away: the run stops, everything measured is in the log."""
 
 
 @dataclass
@@ -125,6 +129,10 @@ def tune_task(
                 break  # the space is exhausted
             inputs = [task.measure_input(config) for config in batch]
             results = runner.run(inputs, builder.build(inputs))
+            lost = [r for r in results if r.error is ErrorKind.DEVICE_LOST]
+            if lost:  # unmeasured: keep them out of the log, so a resumed run measures them
+                kept = [(c, r) for c, r in zip(batch, results) if r.error is not ErrorKind.DEVICE_LOST]
+                batch, results = [c for c, _ in kept], [r for _, r in kept]
             for config, result in zip(batch, results):
                 record = make_record(task, config, result)
                 if writer:
@@ -140,6 +148,8 @@ def tune_task(
             round_search += time.perf_counter() - learning
             search_seconds += round_search
             rounds.append((time.perf_counter() - round_start, round_search))
+            if lost:
+                raise DeviceLostError(f"{lost[0].message}; {measured} new results are in the log, run again to resume")
             if on_progress:
                 elapsed = time.perf_counter() - start
                 on_progress(Progress(task, measured, n_trials, errors, best_cost, elapsed, len(history), search_seconds))

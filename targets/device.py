@@ -35,15 +35,13 @@ class Device:
 
     @cached_property
     def vector_bits(self) -> int:
-        """SIMD register width in bits, as LLVM sees the target (512 with AVX-512, 128 NEON)."""
-        return int(tvm.target.codegen.llvm_get_vector_width(self.tvm_target))
+        """SIMD register width in bits of the CPU that runs the kernels (512 with AVX-512, 128 NEON)."""
+        cpu = self.tvm_target if self.family == "cpu" else self.tvm_target.host
+        return int(tvm.target.codegen.llvm_get_vector_width(cpu))
 
     def vector_lanes(self, dtype: str) -> int:
         """How many elements of `dtype` one SIMD register holds."""
         return max(1, self.vector_bits // tvm.DataType(dtype).bits)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target}
 
     def __hash__(self) -> int:
         return hash(self.name)

@@ -8,6 +8,8 @@ import tvm
 
 from targets.device import Device
 
+AARCH64_GCC = "aarch64-linux-gnu-gcc"
+
 
 def physical_cores() -> int:
     """Physical cores: TVM's own default halves the hardware threads, which wastes cores."""
@@ -30,7 +32,61 @@ def host() -> Device:
     )
 
 
-PRESETS: dict[str, Callable[[], Device]] = {"host": host}
+def arm_cpu(name: str, mcpu: str | None, cores: int, description: str, threads: int | None = None, **extra) -> Device:
+    """A 64-bit ARM CPU with NEON, cross-compiled with aarch64-linux-gnu-gcc."""
+    target = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"], "num-cores": cores}
+    if mcpu:
+        target["mcpu"] = mcpu
+    return Device(
+        name=name,
+        target=target,
+        num_threads=threads or cores,
+        cross_compiler=AARCH64_GCC,
+        rpc_key=name,
+        description=description,
+        extra=extra,
+    )
+
+
+def mobile_gpu(name: str, target: dict, description: str) -> Device:
+    """An OpenCL GPU driven from a 64-bit ARM host."""
+    host_cpu = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
+    return Device(
+        name=name,
+        target=target,
+        num_threads=1,
+        family="opencl",
+        host=host_cpu,
+        cross_compiler=AARCH64_GCC,
+        rpc_key=name,
+        description=description,
+    )
+
+
+def _mali(generation: str) -> dict:
+    return {"kind": "opencl", "device": "mali", "keys": ["mali", "opencl", "gpu"],
+            "max_num_threads": 256 if generation == "bifrost" else 512, "thread_warp_size": 1}
+
+
+PRESETS: dict[str, Callable[[], Device]] = {
+    "host": host,
+    "aarch64": lambda: arm_cpu("aarch64", None, 4, "generic 64-bit ARM with NEON"),
+    "cortex-a53": lambda: arm_cpu("cortex-a53", "cortex-a53", 4, "in-order Cortex-A53 (Raspberry Pi 3, older phones)"),
+    "cortex-a55": lambda: arm_cpu("cortex-a55", "cortex-a55", 4, "Cortex-A55 (little cores of current phones)"),
+    "cortex-a72": lambda: arm_cpu("cortex-a72", "cortex-a72", 4, "Cortex-A72 (Raspberry Pi 4, 64-bit)"),
+    "cortex-a76": lambda: arm_cpu("cortex-a76", "cortex-a76", 4, "Cortex-A76 (Raspberry Pi 5, big cores of phones)"),
+    "phone-a76-a55": lambda: arm_cpu(
+        "phone-a76-a55", "cortex-a76", 8, "big.LITTLE phone: 4x Cortex-A76 + 4x Cortex-A55",
+        threads=4, big_cores=4, little_cores=4,
+    ),
+    "mali-bifrost": lambda: mobile_gpu("mali-bifrost", _mali("bifrost"), "Mali Bifrost GPU (G52/G72/G76), OpenCL"),
+    "mali-valhall": lambda: mobile_gpu("mali-valhall", _mali("valhall"), "Mali Valhall GPU (G57/G77/G78/G710), OpenCL"),
+    "adreno-6xx": lambda: mobile_gpu("adreno-6xx", {"tag": "qcom/adreno-opencl"}, "Adreno 6xx GPU, OpenCL"),
+    "adreno-7xx": lambda: mobile_gpu(
+        "adreno-7xx", {"tag": "qcom/adreno-opencl", "max_num_threads": 1024, "max_threads_per_block": 1024},
+        "Adreno 7xx GPU, OpenCL",
+    ),
+}
 
 
 def get_device(name: str) -> Device:

@@ -1,0 +1,67 @@
+"""Time one loaded candidate and check its output: shared by the local and the RPC runners.
+
+Runs inside a runner's worker process, on a local or a remote (RPC) device. The inputs
+and the numpy reference are made once per workload and device; the output buffer is
+filled with NaN before each candidate, so a kernel that writes nothing cannot pass on
+stale data. The first call is the warm-up and the one whose output is checked. A kernel
+whose first call already takes `timing.slow_seconds` keeps that single wall-clock time:
+it is far from the best, and repeating it would only spend the budget.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from autotune.measure.result import ErrorKind, MeasureInput, last_line
+from autotune.measure.runner import TimingOptions
+
+_fixtures: dict[tuple, tuple[list, np.ndarray]] = {}
+
+
+def fixture(inp: MeasureInput, dev) -> tuple[list, np.ndarray]:
+    """Device tensors (inputs then output) and the expected output, made once per workload and device."""
+    import tvm
+
+    key = (inp.template.name, inp.workload.key, str(dev))
+    if key not in _fixtures:
+        _fixtures.clear()
+        inputs = inp.template.make_inputs(inp.workload, np.random.default_rng(0))
+        expected = inp.template.reference(inp.workload, inputs)
+        tensors = [tvm.runtime.tensor(x, dev) for x in inputs]
+        tensors.append(tvm.runtime.tensor(np.empty_like(expected), dev))
+        _fixtures[key] = (tensors, expected)
+    return _fixtures[key]
+
+
+def forget_fixtures() -> None:
+    """Drop the cached tensors (their RPC session is gone)."""
+    _fixtures.clear()
+
+
+def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
+    """(costs, error kind value, message) of `module`'s main function on `dev`."""
+    tensors, expected = fixture(inp, dev)
+    output = tensors[-1]
+    output.copyfrom(np.full(expected.shape, np.nan, expected.dtype))
+    try:
+        start = time.perf_counter()
+        module["main"](*tensors)
+        dev.sync()
+        first = time.perf_counter() - start
+        if first >= timing.slow_seconds:
+            costs: tuple[float, ...] = (first,)
+        else:
+            timer = module.time_evaluator(
+                "main", dev, number=timing.number, repeat=timing.repeat,
+                min_repeat_ms=timing.min_repeat_ms, cooldown_interval_ms=timing.cooldown_ms,
+            )
+            costs = tuple(timer(*tensors).results)
+    except Exception as error:  # noqa: BLE001 - a failing kernel is a result
+        return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
+    rtol, atol = inp.template.tolerance
+    actual = output.numpy()
+    if not np.allclose(actual, expected, rtol=rtol, atol=atol):
+        worst = float(np.nanmax(np.abs(actual - expected))) if not np.isnan(actual).all() else float("nan")
+        return costs, ErrorKind.WRONG_ANSWER.value, f"output differs from numpy (max abs error {worst:.3g})"
+    return costs, ErrorKind.NONE.value, ""

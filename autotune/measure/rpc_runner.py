@@ -1,0 +1,198 @@
+"""Time candidates on remote devices through a TVM RPC tracker.
+
+One worker process per device session (as many as the tracker has free servers under
+the key, unless told), each keeping its session across candidates: a session costs the
+device an `import tvm`, seconds on a phone. A worker uploads the library, loads it,
+and evaluates it on the device exactly as the local runner does (first call checked
+against numpy, then `time_evaluator`).
+
+When a session drops (device reboot, server restart, tracker restart), the candidate
+is retried on a new session; a worker that does not get one within `device_wait`
+seconds reports DEVICE_LOST, and the tuning loop stops with the log intact. A hung
+kernel is a TIMEOUT: its worker process is killed, which closes its session.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tvm.support.popen_pool import PopenWorker
+
+from autotune.measure.evaluate import evaluate, forget_fixtures
+from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
+from autotune.measure.runner import Runner, TimingOptions
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """Where the devices are: a TVM RPC tracker and the key their servers registered with."""
+
+    host: str
+    port: int
+    key: str
+
+    @classmethod
+    def parse(cls, address: str | None, key: str) -> Tracker:
+        """From "host:port", or the TVM_TRACKER_HOST / TVM_TRACKER_PORT environment variables."""
+        address = address or (
+            f"{os.environ['TVM_TRACKER_HOST']}:{os.environ.get('TVM_TRACKER_PORT', '9190')}"
+            if os.environ.get("TVM_TRACKER_HOST") else None
+        )
+        if not address:
+            raise ValueError("no tracker: pass --tracker HOST:PORT or set TVM_TRACKER_HOST and TVM_TRACKER_PORT")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"malformed tracker address {address!r}: expected HOST:PORT")
+        return cls(host, int(port), key)
+
+    def summary(self) -> dict:
+        from tvm import rpc
+
+        return rpc.connect_tracker(self.host, self.port).summary()
+
+    def free_devices(self) -> int:
+        """Servers registered under the key and not in a session now."""
+        info = self.summary().get("queue_info", {}).get(self.key, {})
+        return int(info.get("free", 0))
+
+    def registered_devices(self) -> int:
+        """Servers registered under the key, busy or free."""
+        servers = self.summary().get("server_info", [])
+        return sum(1 for server in servers if server.get("key", "").split(":")[-1] == self.key)
+
+
+#: This worker process's session (workers are separate processes, one session each).
+_session = None
+#: What `rpc_candidate` answers when the session dropped under it: retry on a new one.
+SESSION_LOST = "session_lost"
+
+
+def open_session(tracker: Tracker, wait: float) -> bool:
+    """Get a session under the tracker's key, waiting up to `wait` seconds for a device.
+
+    A request for a key with no server queues at the tracker forever, so the tracker is
+    asked first whether the key has any server at all.
+    """
+    from tvm import rpc
+
+    global _session
+    _session = None
+    forget_fixtures()
+    deadline = time.monotonic() + wait
+    while _session is None:
+        try:
+            if tracker.registered_devices() > 0:
+                _session = rpc.connect_tracker(tracker.host, tracker.port).request(tracker.key, priority=1)
+                break
+        except Exception:  # noqa: BLE001 - tracker or device away: wait for it
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return True
+
+
+def _alive(session) -> bool:
+    """A round trip to the device (device attributes are cached locally, so ask for a function)."""
+    try:
+        session.get_function("runtime.GetDeviceAttr")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means the session is gone
+        return False
+
+
+def rpc_candidate(inp: MeasureInput, path: str, timing: TimingOptions, family: str) -> tuple[tuple[float, ...], str, str]:
+    """Upload, load and evaluate one library on the remote device (runs in a worker process)."""
+    try:
+        _session.upload(path)
+        module = _session.load_module(os.path.basename(path))
+        dev = _session.cl(0) if family == "opencl" else _session.cpu(0)
+        costs, error, message = evaluate(module, dev, inp, timing)
+        if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
+            return costs, error, message
+    except Exception as exc:  # noqa: BLE001 - a library that does not load, or a lost session
+        if _alive(_session):
+            return (), ErrorKind.RUNTIME_ERROR.value, last_line(exc)
+    return (), SESSION_LOST, ""
+
+
+class RPCRunner(Runner):
+    def __init__(
+        self,
+        tracker: Tracker,
+        family: str = "cpu",
+        timing: TimingOptions | None = None,
+        n_parallel: int | None = None,
+        retries: int = 3,
+        device_wait: float = 60.0,
+        transfer_allowance: float = 30.0,
+    ):
+        self.tracker, self.family = tracker, family
+        self.timing = timing or TimingOptions()
+        self.retries, self.device_wait = retries, device_wait
+        #: a candidate's run may also upload the library and make the inputs on the device
+        self.run_timeout = self.timing.timeout + transfer_allowance
+        self.n_parallel = n_parallel or max(1, tracker.free_devices())
+        self._idle = [PopenWorker(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(self.n_parallel)]
+        self._workers = list(self._idle)
+        self._connected: set[int] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.n_parallel)
+
+    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult]) -> list[MeasureResult]:
+        return list(self._pool.map(self._run_one, inputs, builds))
+
+    def _run_one(self, inp: MeasureInput, build: BuildResult) -> MeasureResult:
+        if build.error is not ErrorKind.NONE:
+            return MeasureResult(error=build.error, message=build.message, build_seconds=build.seconds)
+        with self._lock:
+            worker = self._idle.pop()
+        start = time.perf_counter()
+        try:
+            costs, kind, message = self._measure(worker, inp, build.path)
+        finally:
+            with self._lock:
+                self._idle.append(worker)
+        return MeasureResult(costs, kind, message, build.seconds, time.perf_counter() - start)
+
+    def _measure(self, worker: PopenWorker, inp: MeasureInput, path: str) -> tuple[tuple[float, ...], ErrorKind, str]:
+        for _ in range(self.retries + 1):
+            lost = (), ErrorKind.DEVICE_LOST, f"no device under key {self.tracker.key!r} for {self.device_wait:g}s"
+            try:
+                if id(worker) not in self._connected:
+                    if not self._call(worker, open_session, (self.tracker, self.device_wait), self.device_wait + 30):
+                        return lost
+                    self._connected.add(id(worker))
+            except TimeoutError:
+                return lost
+            try:
+                outcome = self._call(worker, rpc_candidate, (inp, path, self.timing, self.family), self.run_timeout)
+            except TimeoutError:
+                return (), ErrorKind.TIMEOUT, f"run exceeded {self.run_timeout:g}s"
+            if outcome is not None and outcome[1] != SESSION_LOST:
+                costs, error, message = outcome
+                return costs, ErrorKind(error), message
+            self._connected.discard(id(worker))
+        return (), ErrorKind.DEVICE_LOST, f"sessions under key {self.tracker.key!r} kept dropping"
+
+    def _call(self, worker: PopenWorker, func, args: tuple, timeout: float):
+        """`func(*args)` in the worker; None if the worker died. A killed or dead worker has no session."""
+        try:
+            worker.send(func, args, timeout=timeout)
+            return worker.recv()
+        except TimeoutError:
+            self._connected.discard(id(worker))
+            raise
+        except ChildProcessError:
+            self._connected.discard(id(worker))
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        for worker in self._workers:
+            worker.kill()
