@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_eval = commands.add_parser("model-eval", help="rank correlation of the cost model on a log")
     model_eval.add_argument("log", help="JSON-lines tuning log")
     model_eval.add_argument("--train-fraction", type=float, default=0.5)
-    model_eval.add_argument("--objective", choices=["rank", "regression"], default="rank")
+    model_eval.add_argument("--objective", choices=["regression", "rank"], default="regression")
     model_eval.add_argument("--k", type=int, default=10, help="k of the top-k recall")
     model_eval.add_argument("--seed", type=int, default=0)
     model_eval.set_defaults(run=cmd_model_eval)

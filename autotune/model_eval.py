@@ -28,7 +28,7 @@ class ModelQuality:
 def evaluate_log(
     path: str | os.PathLike,
     train_fraction: float = 0.5,
-    objective: str = "rank",
+    objective: str = "regression",
     k: int = 10,
     seed: int = 0,
     registry: TemplateRegistry | None = None,

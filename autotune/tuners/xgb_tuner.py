@@ -5,7 +5,9 @@ Each round (after a first random batch):
    program features of the scheduled TIR -> rank) are retrained on every result so far,
    plus results of other workloads of the same template when given (transfer);
 2. `n_chains` annealing chains, kept from round to round, walk the space scored by the
-   knob model: thousands of candidates per round, each a table lookup;
+   knob model: thousands of candidates per round, each a table lookup. Each round the
+   worst-scored quarter of the chains restarts from the best configs measured so far,
+   so the search keeps exploiting what was found;
 3. the best `rerank * n` unvisited candidates found are re-ranked by the program model;
 4. the top ones form the batch, but for an `epsilon` share of uniformly random configs
    that keeps the model honest where it has seen nothing.
@@ -32,7 +34,7 @@ class XGBTuner(Tuner):
         self,
         task: Task,
         seed: int = 0,
-        objective: str = "rank",
+        objective: str = "regression",
         n_chains: int = 64,
         n_steps: int = 100,
         epsilon: float = 0.1,
@@ -50,10 +52,12 @@ class XGBTuner(Tuner):
         self._groups: list[int] = []
         self._n_ok = 0
         self._chains: np.ndarray | None = None
+        self._measured: dict[int, float] = {}  # this task's throughput by config index
 
     # -- learning ------------------------------------------------------------------------
     def update(self, configs: Sequence[Config], results: Sequence[MeasureResult]) -> None:
         super().update(configs, results)
+        self._measured.update((c.index, 1.0 / r.cost if r.ok else 0.0) for c, r in zip(configs, results))
         self._add(self.featurizer, configs, results, group=0)
         self._n_ok += sum(r.ok for r in results)
         self._retrain()
@@ -102,6 +106,10 @@ class XGBTuner(Tuner):
             self._chains = space.positions([c.index for c in space.sample(self.rng, self.n_chains)])
         positions = self._chains
         scores = self.knob_model.predict(space.vectors(space.indices(positions)))
+        best = sorted(self._measured, key=self._measured.__getitem__, reverse=True)[: len(positions) // 4]
+        worst = np.argsort(scores)[: len(best)]
+        positions[worst] = space.positions(best)
+        scores[worst] = self.knob_model.predict(space.vectors(best))
         scale = float(np.std(scores)) or 1.0
         pool = {int(i): s for i, s in zip(space.indices(positions), scores) if i not in self.visited}
         rows = np.arange(len(positions))
