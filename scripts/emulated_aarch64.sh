@@ -23,14 +23,19 @@
 # (started with subprocess + sys.executable) is emulated too.
 #
 # Environment: AUTOTUNE_AARCH64_ROOT, AUTOTUNE_AARCH64_LOG_DIR, AUTOTUNE_AARCH64_START_TIMEOUT
-# (seconds, default 120), AUTOTUNE_DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# (seconds, default 120), AUTOTUNE_DEBIAN_MIRROR (default: the first Debian URI apt is set up with),
 # AUTOTUNE_HOST_PYTHON (a host python 3 with pip; default: python3 on PATH).
 set -euo pipefail
 
 ROOT="${AUTOTUNE_AARCH64_ROOT:-$HOME/.cache/autotune/aarch64-rootfs}"
 LOG_DIR="${AUTOTUNE_AARCH64_LOG_DIR:-$HOME/.cache/autotune/aarch64-logs}"
 START_TIMEOUT="${AUTOTUNE_AARCH64_START_TIMEOUT:-120}"
-MIRROR="${AUTOTUNE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The mirror apt already uses on this machine (deb822 or one-line sources).
+apt_mirror() {
+    sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' -e 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\{0,1\}\([^[:space:]]*\).*/\2/p' \
+        /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v -- '-security' | head -n 1 || true
+}
+MIRROR="${AUTOTUNE_DEBIAN_MIRROR:-$(apt_mirror)}"
 SUITE=bookworm
 QEMU=/usr/bin/qemu-aarch64-static
 SITE_REL=opt/tvm-site
@@ -84,6 +89,7 @@ build_rootfs() {
     local tmp="$ROOT.partial" log="$ROOT.debootstrap.log"
     rm -rf "$tmp"
     mkdir -p "$(dirname "$ROOT")"
+    [ -n "$MIRROR" ] || die "no Debian mirror in apt's sources; set AUTOTUNE_DEBIAN_MIRROR"
     say "rootfs: debootstrap --foreign arm64 $SUITE (minbase + python3) from $MIRROR ... (log: $log)"
     # First stage only: downloads every package and unpacks the required ones; no code of
     # the target architecture is run, so no binfmt_misc is needed.
