@@ -7,11 +7,13 @@ import sys
 import time
 import warnings
 
-from autotune.engine import Progress, tune_task
+from autotune.engine import DeviceLostError, Progress, tune_task
 from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
+from autotune.measure.rpc_runner import RPCRunner, Tracker
 from autotune.records import LogWarning
 from autotune.task import Task
 from autotune.tuners import TUNERS
+from targets import Device
 
 EXIT_USAGE = 2
 
@@ -81,13 +83,15 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         check_readable(args.transfer_log)
         if args.tuner != "xgb":
             raise UsageError("--transfer-log needs the model-guided tuner (--tuner xgb)")
+    timing = TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms, timeout=args.run_timeout)
+    tracker = rpc_tracker(args, task.device)
 
     print(f"tuning {task}", file=sys.stderr)
     print(f"space: {len(task.space):,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
-    timing = TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms, timeout=args.run_timeout)
     progress = ProgressLine()
     try:
-        with LocalBuilder() as builder, LocalRunner(timing) as runner:
+        runner = RPCRunner(tracker, task.device.family, timing) if tracker else LocalRunner(timing)
+        with LocalBuilder() as builder, runner:
             result = tune_task(
                 task, args.trials, args.tuner, log, builder, runner, batch_size=args.batch_size,
                 early_stopping=args.early_stopping, seed=args.seed, on_progress=progress,
@@ -97,6 +101,10 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         progress.done()
         print(f"interrupted: every finished measurement is in {log}; run the same command to resume", file=sys.stderr)
         return 130
+    except DeviceLostError as error:
+        progress.done()
+        print(f"autotune: device lost: {error}", file=sys.stderr)
+        return 1
     progress.done()
     if result.resumed:
         print(f"resumed: {result.resumed} configs were already in the log", file=sys.stderr)
@@ -106,7 +114,50 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
     if result.best_config is None:
         print("no config ran correctly; see the error messages in the log")
         return 1
-    print_summary(task, result.best_config)
+    if tracker:
+        print(f"best config: {result.best_config}")
+        print(f"best: {result.best_cost * 1e3:.4g} ms = {result.best_gflops:.1f} GFLOPS on {tracker.key}")
+    else:
+        print_summary(task, result.best_config)
+    return 0
+
+
+def rpc_tracker(args: argparse.Namespace, device: Device) -> Tracker | None:
+    """Where to measure: None for this machine, else the tracker and key of the device."""
+    if not args.rpc:
+        if device.cross_compiler or device.family != "cpu":
+            raise UsageError(f"device {device.name!r} cannot run here: measure on it with --rpc (and --tracker)")
+        return None
+    try:
+        tracker = Tracker.parse(args.tracker, args.rpc_key or device.rpc_key or device.name)
+        tracker.summary()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except Exception:  # noqa: BLE001 - refused, unreachable, not a tracker
+        raise UsageError(f"no RPC tracker answers at {args.tracker or 'TVM_TRACKER_HOST:TVM_TRACKER_PORT'}") from None
+    return tracker
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from targets import PRESETS, get_device
+
+    print(f"{'preset':15s} {'family':7s} {'threads':>7s}  {'rpc key':15s} description")
+    for name in PRESETS:
+        device = get_device(name)
+        print(f"{name:15s} {device.family:7s} {device.num_threads:>7d}  {device.rpc_key or '-':15s} {device.description}")
+    if args.tracker or os.environ.get("TVM_TRACKER_HOST"):
+        try:
+            summary = Tracker.parse(args.tracker, "").summary()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        except Exception:  # noqa: BLE001 - refused, unreachable, not a tracker
+            raise UsageError(f"no RPC tracker answers at {args.tracker or 'TVM_TRACKER_HOST:TVM_TRACKER_PORT'}") from None
+        print("\ndevices registered with the tracker:")
+        queues = summary.get("queue_info", {})
+        if not queues:
+            print("  none")
+        for key, queue in sorted(queues.items()):
+            print(f"  {key:20s} free {queue.get('free', 0)}, queued requests {queue.get('pending', 0)}")
     return 0
 
 
@@ -154,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune_op.add_argument("--tuner", choices=sorted(TUNERS), default="xgb", help="search strategy (default xgb)")
     tune_op.add_argument("--transfer-log", help="log of other workloads of the same template to warm-start the model")
     tune_op.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <op>-<shape>-<device>.jsonl)")
-    tune_op.add_argument("--device", default="host", help="device preset (default host)")
+    tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
+    tune_op.add_argument("--rpc", action="store_true", help="measure on the device through a TVM RPC tracker")
+    tune_op.add_argument("--tracker", help="HOST:PORT of the tracker (default TVM_TRACKER_HOST:TVM_TRACKER_PORT)")
+    tune_op.add_argument("--rpc-key", help="device key at the tracker (default: the preset's)")
     tune_op.add_argument("--batch-size", type=int, default=16, help="candidates built and measured per round")
     tune_op.add_argument("--early-stopping", type=int, help="stop after this many trials without improvement")
     tune_op.add_argument("--seed", type=int, default=0)
@@ -164,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune_op.add_argument("--cooldown-ms", type=int, default=timing.cooldown_ms, help="pause between repeats")
     tune_op.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
     tune_op.set_defaults(run=cmd_tune_op)
+
+    devices = commands.add_parser("devices", help="list device presets and the devices a tracker knows")
+    devices.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker (or TVM_TRACKER_HOST/TVM_TRACKER_PORT)")
+    devices.set_defaults(run=cmd_devices)
 
     model_eval = commands.add_parser("model-eval", help="rank correlation of the cost model on a log")
     model_eval.add_argument("log", help="JSON-lines tuning log")

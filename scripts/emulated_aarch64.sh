@@ -41,7 +41,7 @@ QEMU=/usr/bin/qemu-aarch64-static
 SITE_REL=opt/tvm-site
 LAUNCHER_REL=usr/bin/python3-qemu
 ROOTFS_STAMP=.autotune-rootfs-ok
-APT_PACKAGES=(qemu-user-static debootstrap gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+APT_PACKAGES=(qemu-user-static debootstrap gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu file)
 # What the device side imports: tvm + ffi (pinned together, see TVM_NOTES.md), their
 # runtime deps (numpy, ml_dtypes, typing_extensions) and the RPC server's (cloudpickle,
 # tornado, psutil).

@@ -43,5 +43,14 @@ class Device:
         """How many elements of `dtype` one SIMD register holds."""
         return max(1, self.vector_bits // tvm.DataType(dtype).bits)
 
+    def export_library(self, executable: Any, path: str) -> None:
+        """Write a compiled module as a shared library this device loads (cross-linked if need be)."""
+        if self.cross_compiler:
+            from tvm.support import cc
+
+            executable.export_library(path, fcompile=cc.cross_compiler(self.cross_compiler))
+        else:
+            executable.export_library(path)
+
     def __hash__(self) -> int:
         return hash(self.name)

@@ -24,16 +24,12 @@ from targets import physical_cores
 def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float]:
     """Schedule, compile and export one candidate (runs in a worker process)."""
     import tvm
-    from tvm.support import cc
 
     start = time.perf_counter()
     func = inp.template.schedule(inp.workload, inp.config, inp.device)
     executable = tvm.compile(func, target=inp.device.tvm_target)
     path = os.path.join(out_dir, f"{uuid.uuid4().hex}.so")
-    if inp.device.cross_compiler:
-        executable.export_library(path, fcompile=cc.cross_compiler(inp.device.cross_compiler))
-    else:
-        executable.export_library(path)
+    inp.device.export_library(executable, path)
     return path, time.perf_counter() - start
 
 

@@ -14,6 +14,7 @@ kernel is a TIMEOUT: its worker process is killed, which closes its session.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -51,8 +52,11 @@ class Tracker:
         return cls(host, int(port), key)
 
     def summary(self) -> dict:
+        """The tracker's queues and servers; ConnectionError at once when nothing listens
+        (TVM's own client would retry for a minute)."""
         from tvm import rpc
 
+        socket.create_connection((self.host, self.port), timeout=5).close()
         return rpc.connect_tracker(self.host, self.port).summary()
 
     def free_devices(self) -> int:
