@@ -33,7 +33,7 @@ class Task:
 
     @cached_property
     def space(self) -> ConfigSpace:
-        return self.template.define_space(self.workload, self.device)
+        return self.template.space(self.workload, self.device)
 
     @cached_property
     def default_config(self) -> Config:

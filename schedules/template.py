@@ -11,6 +11,7 @@ import numpy as np
 from tvm import s_tir, tirx
 
 from schedules.space import Config, ConfigSpace
+from schedules.threading import define_threading, threading_defaults
 from targets import Device
 
 
@@ -93,9 +94,15 @@ class Template(ABC):
     def reference(self, wl: Workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """The expected output, computed with numpy."""
 
+    def space(self, wl: Workload, device: Device) -> ConfigSpace:
+        """The template's knobs plus the device's threading knobs (big.LITTLE CPUs only)."""
+        space = self.define_space(wl, device)
+        define_threading(space, device)
+        return space
+
     def default_config(self, wl: Workload, device: Device, space: ConfigSpace | None = None) -> Config:
-        space = space or self.define_space(wl, device)
-        return space.config(self.default_values(wl, device, space))
+        space = space or self.space(wl, device)
+        return space.config({**self.default_values(wl, device, space), **threading_defaults(device)})
 
     def schedule(self, wl: Workload, cfg: Config, device: Device) -> tirx.PrimFunc:
         """The PrimFunc scheduled with `cfg`."""

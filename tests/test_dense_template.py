@@ -25,7 +25,7 @@ def run(template, wl, config, device):
 def test_default_and_random_configs_match_numpy(op, shape, host):
     template = default_registry().get(op)
     wl = template.workload(shape, "float32")
-    space = template.define_space(wl, host)
+    space = template.space(wl, host)
     configs = [template.default_config(wl, host, space)] + space.sample(random.Random(hash(shape) % 1000), 2)
     for config in configs:
         actual, expected = run(template, wl, config, host)

@@ -86,3 +86,20 @@ def test_onnx_model_compiled_for_aarch64_matches_the_host(board, tmp_path):
     actual = remote["main"](tvm.runtime.tensor(x, dev)).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
     assert (expected > 0).any() and (expected == 0).any()  # relu did something both ways
+
+
+def test_big_little_threading_knobs_are_tuned_logged_and_applied_on_the_board(board, tmp_path):
+    log = tmp_path / "phone.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "autotune.cli", "tune-op", "matmul", "--shape", "16,32,16", "--device", "phone-a76-a55",
+         "--rpc", "--tracker", f"127.0.0.1:{board.port}", "--rpc-key", KEY, "--trials", "6", "--batch-size", "3",
+         "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "1", "--log", str(log)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["result"]["error"] for r in records] == ["none"] * 6
+    for record in records:
+        knobs = record["config"]["knobs"]
+        assert knobs["affinity"] in ("big", "little", "any")
+        assert 1 <= knobs["threads"] <= {"big": 4, "little": 4, "any": 8}[knobs["affinity"]]

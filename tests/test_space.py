@@ -93,3 +93,14 @@ def test_vectors_match_per_config_vectors_and_positions_invert():
     assert np.array_equal(space.indices(space.positions(indices)), indices)
     config = space.config({"tile": (2, 3, 4), "order": "ikj", "unroll": (16, True), "vec": 8})
     assert list(space.vector(config)) == pytest.approx([1, np.log2(3), 2, 0, 1, np.log2(17), 1, 3])
+
+
+def test_big_little_devices_get_threading_knobs_and_others_do_not():
+    from autotune.task import Task
+
+    phone = Task.create("matmul", (64, 64, 64), device="phone-a76-a55")
+    assert {"threads", "affinity"} <= set(phone.space.knobs)
+    assert phone.default_config["threads"] == 4 and phone.default_config["affinity"] == "big"
+    assert all(c["threads"] <= 4 or c["affinity"] == "any" for c in phone.space.sample(random.Random(0), 100))
+    host = Task.create("matmul", (64, 64, 64), device="host")
+    assert "threads" not in host.space.knobs

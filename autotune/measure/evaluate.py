@@ -15,6 +15,7 @@ import numpy as np
 
 from autotune.measure.result import ErrorKind, MeasureInput, last_line
 from autotune.measure.runner import TimingOptions
+from schedules.threading import thread_pool_setting
 
 _fixtures: dict[tuple, tuple[list, np.ndarray]] = {}
 
@@ -39,8 +40,15 @@ def forget_fixtures() -> None:
     _fixtures.clear()
 
 
-def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
-    """(costs, error kind value, message) of `module`'s main function on `dev`."""
+def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threadpool=None) -> tuple[tuple[float, ...], str, str]:
+    """(costs, error kind value, message) of `module`'s main function on `dev`.
+
+    `config_threadpool` is the device's `runtime.config_threadpool`, called first when the
+    config carries thread count and affinity knobs (big.LITTLE devices).
+    """
+    setting = thread_pool_setting(inp.config)
+    if setting is not None and config_threadpool is not None:
+        config_threadpool(*setting)
     tensors, expected = fixture(inp, dev)
     output = tensors[-1]
     output.copyfrom(np.full(expected.shape, np.nan, expected.dtype))

@@ -32,7 +32,7 @@ def run_candidate(inp: MeasureInput, path: str, timing: TimingOptions) -> tuple[
         module = tvm.runtime.load_module(path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, tvm.cpu(), inp, timing)
+    return evaluate(module, tvm.cpu(), inp, timing, tvm.get_global_func("runtime.config_threadpool"))
 
 
 class LocalRunner(Runner):

@@ -116,7 +116,7 @@ def rpc_candidate(inp: MeasureInput, path: str, timing: TimingOptions, family: s
         _session.upload(path)
         module = _session.load_module(os.path.basename(path))
         dev = _session.cl(0) if family == "opencl" else _session.cpu(0)
-        costs, error, message = evaluate(module, dev, inp, timing)
+        costs, error, message = evaluate(module, dev, inp, timing, _session.get_function("runtime.config_threadpool"))
         if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
             return costs, error, message
     except Exception as exc:  # noqa: BLE001 - a library that does not load, or a lost session

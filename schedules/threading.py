@@ -1,0 +1,45 @@
+"""Thread count and core affinity as tuning knobs, for CPUs with big and little cores.
+
+On a big.LITTLE phone the fastest kernel may run on the 4 big cores only, on all 8, or
+(for memory-bound ones) on the little cores; TVM's `runtime.config_threadpool(mode,
+threads)` sets both (mode 1: big cores, -1: little cores, 0: let the OS choose). Spaces
+of devices with asymmetric cores get these two knobs; the runner applies them before
+timing a candidate and the log records them with the rest of the config.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schedules.space import ConfigSpace
+from targets import Device
+
+#: knob value -> TVM's thread pool mode
+AFFINITY_MODES = {"big": 1, "little": -1, "any": 0}
+
+
+def asymmetric(device: Device) -> bool:
+    return bool(device.extra.get("big_cores") and device.extra.get("little_cores"))
+
+
+def define_threading(space: ConfigSpace, device: Device) -> None:
+    """Add `threads` and `affinity` knobs when the device has big and little cores."""
+    if not asymmetric(device):
+        return
+    big, little = device.extra["big_cores"], device.extra["little_cores"]
+    space.define_knob("threads", sorted({1, 2, little, big, big + little}))
+    space.define_knob("affinity", list(AFFINITY_MODES))
+    limits = {"big": big, "little": little, "any": big + little}
+    space.add_constraint("no more threads than cores of the chosen kind", lambda c: c["threads"] <= limits[c["affinity"]])
+
+
+def threading_defaults(device: Device) -> dict[str, Any]:
+    """All big cores: the usual best for compute-bound kernels."""
+    return {"threads": device.extra["big_cores"], "affinity": "big"} if asymmetric(device) else {}
+
+
+def thread_pool_setting(config: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(mode, threads) for `runtime.config_threadpool`, or None when the config has no threading knobs."""
+    if "threads" not in config:
+        return None
+    return AFFINITY_MODES[config["affinity"]], int(config["threads"])
