@@ -41,16 +41,20 @@ def board():
                 os.killpg(pid, 0)
 
 
-def test_tune_matmul_over_rpc_with_outputs_checked_on_the_board(board, tmp_path):
-    log = tmp_path / "aarch64.jsonl"
+def tune_on_board(board, log, device: str, shape: str, trials: int) -> list[dict]:
+    """`autotune tune-op matmul` measured on the board; the log's records."""
     result = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "tune-op", "matmul", "--shape", "32,48,16", "--device", "aarch64",
-         "--rpc", "--tracker", f"127.0.0.1:{board.port}", "--rpc-key", KEY, "--trials", "8", "--batch-size", "4",
-         "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "1", "--log", str(log)],
+        [sys.executable, "-m", "autotune.cli", "tune-op", "matmul", "--shape", shape, "--device", device,
+         "--rpc", "--tracker", f"127.0.0.1:{board.port}", "--rpc-key", KEY, "--trials", str(trials),
+         "--batch-size", "4", "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "1", "--log", str(log)],
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_tune_matmul_over_rpc_with_outputs_checked_on_the_board(board, tmp_path):
+    records = tune_on_board(board, tmp_path / "aarch64.jsonl", "aarch64", "32,48,16", 8)
     assert len(records) == 8
     # "none" means the board's output matched numpy; a wrong kernel would be "wrong_answer".
     assert [r["result"]["error"] for r in records] == ["none"] * 8
@@ -89,15 +93,7 @@ def test_onnx_model_compiled_for_aarch64_matches_the_host(board, tmp_path):
 
 
 def test_big_little_threading_knobs_are_tuned_logged_and_applied_on_the_board(board, tmp_path):
-    log = tmp_path / "phone.jsonl"
-    result = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "tune-op", "matmul", "--shape", "16,32,16", "--device", "phone-a76-a55",
-         "--rpc", "--tracker", f"127.0.0.1:{board.port}", "--rpc-key", KEY, "--trials", "6", "--batch-size", "3",
-         "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "1", "--log", str(log)],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records = tune_on_board(board, tmp_path / "phone.jsonl", "phone-a76-a55", "16,32,16", 6)
     assert [r["result"]["error"] for r in records] == ["none"] * 6
     for record in records:
         knobs = record["config"]["knobs"]
