@@ -36,11 +36,14 @@ def check_writable(path: str) -> None:
     """Fail before tuning, not after the first measured batch."""
     if os.path.isdir(path):
         raise UsageError(f"log path {path!r} is a directory")
+    existed = os.path.exists(path)
     try:
         with open(path, "a"):
             pass
     except OSError as error:
         raise UsageError(f"cannot write log {path!r}: {error.strerror}") from None
+    if not existed:
+        os.unlink(path)  # the tuning run creates it; a failed command leaves nothing behind
 
 
 def check_readable(path: str) -> None:
@@ -70,24 +73,33 @@ class ProgressLine:
 
 
 def cmd_tune_op(args: argparse.Namespace) -> int:
-    for flag in ("trials", "batch_size", "repeat"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    for flag in ("trials", "batch_size", "repeat", "early_stopping"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    for flag in ("min_repeat_ms", "cooldown_ms"):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must not be negative, got {getattr(args, flag)}")
+    if args.run_timeout <= 0:
+        raise UsageError(f"--run-timeout must be positive, got {args.run_timeout:g}")
+    if (args.tracker or args.rpc_key) and not args.rpc:
+        raise UsageError("--tracker and --rpc-key take effect with --rpc only")
     try:
         task = Task.create(args.op, parse_shape(args.shape), args.dtype, args.device)
+        size = len(task.space)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    log = args.log or f"{task.workload.op}-{args.shape.replace(',', 'x')}-{task.device.name}.jsonl"
-    check_writable(log)
     if args.transfer_log:
         check_readable(args.transfer_log)
         if args.tuner != "xgb":
             raise UsageError("--transfer-log needs the model-guided tuner (--tuner xgb)")
     timing = TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms, timeout=args.run_timeout)
     tracker = rpc_tracker(args, task.device)
+    log = args.log or f"{task.workload.op}-{args.shape.replace(',', 'x')}-{task.device.name}.jsonl"
+    check_writable(log)
 
     print(f"tuning {task}", file=sys.stderr)
-    print(f"space: {len(task.space):,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
+    print(f"space: {size:,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
     progress = ProgressLine()
     try:
         runner = RPCRunner(tracker, task.device.family, timing) if tracker else LocalRunner(timing)
@@ -128,30 +140,31 @@ def rpc_tracker(args: argparse.Namespace, device: Device) -> Tracker | None:
         if device.cross_compiler or device.family != "cpu":
             raise UsageError(f"device {device.name!r} cannot run here: measure on it with --rpc (and --tracker)")
         return None
+    tracker, _ = reach_tracker(args.tracker, args.rpc_key or device.rpc_key or device.name)
+    return tracker
+
+
+def reach_tracker(address: str | None, key: str) -> tuple[Tracker, dict]:
+    """The tracker at `address` (or from the environment) and its summary, or a usage error."""
     try:
-        tracker = Tracker.parse(args.tracker, args.rpc_key or device.rpc_key or device.name)
-        tracker.summary()
+        tracker = Tracker.parse(address, key)
+        return tracker, tracker.summary()
     except ValueError as error:
         raise UsageError(str(error)) from None
     except Exception:  # noqa: BLE001 - refused, unreachable, not a tracker
-        raise UsageError(f"no RPC tracker answers at {args.tracker or 'TVM_TRACKER_HOST:TVM_TRACKER_PORT'}") from None
-    return tracker
+        raise UsageError(f"no RPC tracker answers at {address or 'TVM_TRACKER_HOST:TVM_TRACKER_PORT'}") from None
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
     from targets import PRESETS, get_device
 
+    use_tracker = bool(args.tracker or os.environ.get("TVM_TRACKER_HOST"))
+    summary = reach_tracker(args.tracker, "")[1] if use_tracker else {}
     print(f"{'preset':15s} {'family':7s} {'threads':>7s}  {'rpc key':15s} description")
     for name in PRESETS:
         device = get_device(name)
         print(f"{name:15s} {device.family:7s} {device.num_threads:>7d}  {device.rpc_key or '-':15s} {device.description}")
-    if args.tracker or os.environ.get("TVM_TRACKER_HOST"):
-        try:
-            summary = Tracker.parse(args.tracker, "").summary()
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        except Exception:  # noqa: BLE001 - refused, unreachable, not a tracker
-            raise UsageError(f"no RPC tracker answers at {args.tracker or 'TVM_TRACKER_HOST:TVM_TRACKER_PORT'}") from None
+    if use_tracker:
         print("\ndevices registered with the tracker:")
         queues = summary.get("queue_info", {})
         if not queues:

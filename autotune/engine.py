@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,16 +129,27 @@ def tune_task(
             if not batch:
                 break  # the space is exhausted
             inputs = [task.measure_input(config) for config in batch]
-            results = runner.run(inputs, builder.build(inputs))
+            logged: dict[int, Record] = {}
+            lock = threading.Lock()
+
+            def log_result(position: int, result: MeasureResult) -> None:
+                """Append as soon as measured (runners call this from their threads)."""
+                if result.error is ErrorKind.DEVICE_LOST:
+                    return  # unmeasured: kept out of the log, so a resumed run measures it
+                record = make_record(task, batch[position], result)
+                with lock:
+                    if writer:
+                        writer.append(record)
+                    logged[position] = record
+
+            results = runner.run(inputs, builder.build(inputs), log_result)
+            for position, result in enumerate(results):
+                if position not in logged:  # a runner that does not report as it goes
+                    log_result(position, result)
             lost = [r for r in results if r.error is ErrorKind.DEVICE_LOST]
-            if lost:  # unmeasured: keep them out of the log, so a resumed run measures them
-                kept = [(c, r) for c, r in zip(batch, results) if r.error is not ErrorKind.DEVICE_LOST]
-                batch, results = [c for c, _ in kept], [r for _, r in kept]
-            for config, result in zip(batch, results):
-                record = make_record(task, config, result)
-                if writer:
-                    writer.append(record)
-                new_records.append(record)
+            batch, results = [batch[p] for p in sorted(logged)], [results[p] for p in sorted(logged)]
+            for config, result, position in zip(batch, results, sorted(logged)):
+                new_records.append(logged[position])
                 measured += 1
                 errors += not result.ok
                 since_improvement += 1

@@ -48,7 +48,7 @@ def evaluate_log(
             continue
         random.Random(seed).shuffle(pairs)
         features = TaskFeaturizer(task).full([c for c, _ in pairs])
-        throughputs = np.array([1.0 / r.cost if r.ok else 0.0 for _, r in pairs])
+        throughputs = np.array([r.result.throughput for _, r in pairs])
         cut = max(2, int(len(pairs) * train_fraction))
         model = XGBCostModel(objective, seed=seed)
         model.fit(features[:cut], throughputs[:cut])

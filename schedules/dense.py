@@ -35,6 +35,8 @@ class MatmulCPU(Template):
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
         if len(shape) != 3 or any(int(d) < 1 for d in shape):
             raise ValueError(f"{self.op} needs a shape M,N,K of three positive integers, got {','.join(map(str, shape))}")
+        if dtype != "float32":
+            raise ValueError(f"{self.op}: dtype {dtype!r} is not supported yet (float32 only)")
         m, n, k = (int(d) for d in shape)
         return Workload.make(self.op, M=m, N=n, K=k, dtype=dtype)
 

@@ -166,6 +166,8 @@ class ConfigSpace:
         if knob.name in self.knobs:
             raise ValueError(f"knob {knob.name!r} defined twice")
         self.knobs[knob.name] = knob
+        for cached in ("radices", "_strides", "_feature_tables"):  # the index tables change with the knobs
+            self.__dict__.pop(cached, None)
         return knob
 
     def define_split(
@@ -221,9 +223,6 @@ class ConfigSpace:
 
     def is_valid(self, config: Mapping[str, Any]) -> bool:
         return all(predicate(config) for _, predicate in self._constraints)
-
-    def violations(self, config: Mapping[str, Any]) -> list[str]:
-        return [text for text, predicate in self._constraints if not predicate(config)]
 
     # -- numbers for cost models ---------------------------------------------------------
     def vector(self, config: Mapping[str, Any]) -> np.ndarray:

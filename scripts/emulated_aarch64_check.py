@@ -19,10 +19,10 @@ import time
 import numpy as np
 import tvm
 from tvm import rpc, te
-from tvm.support import cc
 
-TARGET = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
-CROSS_GCC = "aarch64-linux-gnu-gcc"
+from targets import get_device
+
+DEVICE = get_device("aarch64")
 
 
 def build_vector_add(n: int, path: str) -> None:
@@ -30,8 +30,8 @@ def build_vector_add(n: int, path: str) -> None:
     b = te.placeholder((n,), name="B", dtype="float32")
     c = te.compute((n,), lambda i: a[i] + b[i], name="C")
     mod = tvm.IRModule({"main": te.create_prim_func([a, b, c])})
-    ex = tvm.compile(mod, target=tvm.target.Target(TARGET))
-    ex.export_library(path, fcompile=cc.cross_compiler(CROSS_GCC))
+    ex = tvm.compile(mod, target=DEVICE.tvm_target)
+    DEVICE.export_library(ex, path)
     with open(path, "rb") as f:
         header = f.read(20)
     machine = int.from_bytes(header[18:20], "little")
@@ -52,7 +52,7 @@ def main() -> int:
         lib_name = "vadd_aarch64.so"
         t0 = time.monotonic()
         build_vector_add(args.n, os.path.join(tmp, lib_name))
-        print(f"cross-compiled {lib_name} for {TARGET} in {time.monotonic() - t0:.1f} s")
+        print(f"cross-compiled {lib_name} for {DEVICE.target} in {time.monotonic() - t0:.1f} s")
 
         t0 = time.monotonic()
         remote = rpc.connect_tracker(host, int(port)).request(

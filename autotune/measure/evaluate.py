@@ -3,7 +3,7 @@
 Runs inside a runner's worker process, on a local or a remote (RPC) device. The inputs
 and the numpy reference are made once per workload and device; the output buffer is
 filled with NaN before each candidate, so a kernel that writes nothing cannot pass on
-stale data. The first call is the warm-up and the one whose output is checked. A kernel
+stale data; the output is checked after the timed calls. The first call is a warm-up. A kernel
 whose first call already takes `timing.slow_seconds` keeps that single wall-clock time:
 it is far from the best, and repeating it would only spend the budget.
 """

@@ -15,7 +15,7 @@ from tvm.support.popen_pool import PopenWorker
 
 from autotune.measure.evaluate import evaluate
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
-from autotune.measure.runner import Runner, TimingOptions
+from autotune.measure.runner import ResultCallback, Runner, TimingOptions
 from targets import physical_cores
 
 
@@ -41,8 +41,15 @@ class LocalRunner(Runner):
         self.n_threads = n_threads or physical_cores()
         self._worker = PopenWorker(_set_threads, (self.n_threads,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult]) -> list[MeasureResult]:
-        return [self._run_one(inp, build) for inp, build in zip(inputs, builds)]
+    def run(
+        self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult], on_result: ResultCallback | None = None
+    ) -> list[MeasureResult]:
+        results = []
+        for position, (inp, build) in enumerate(zip(inputs, builds)):
+            results.append(self._run_one(inp, build))
+            if on_result:
+                on_result(position, results[-1])
+        return results
 
     def _run_one(self, inp: MeasureInput, build: BuildResult) -> MeasureResult:
         if build.error is not ErrorKind.NONE:
@@ -56,6 +63,8 @@ class LocalRunner(Runner):
             costs, kind, message = (), ErrorKind.TIMEOUT, f"run exceeded {self.timing.timeout:g}s"
         except ChildProcessError:
             costs, kind, message = (), ErrorKind.RUNTIME_ERROR, "run worker crashed"
+        except Exception as error:  # noqa: BLE001 - e.g. the inputs could not be made on the device
+            costs, kind, message = (), ErrorKind.RUNTIME_ERROR, last_line(error)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(build.path)

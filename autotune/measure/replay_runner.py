@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult
-from autotune.measure.runner import Runner
+from autotune.measure.result import BuildResult, MeasureInput, MeasureResult
+from autotune.measure.runner import ResultCallback, Runner
 from autotune.records import Record
 
 
@@ -31,16 +31,27 @@ class ReplayRunner(Runner):
     def key_of(inp: MeasureInput) -> tuple:
         return _key(inp.workload.key, inp.template.name, inp.template.version, inp.device.name, inp.config.index)
 
-    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult]) -> list[MeasureResult]:
+    def run(
+        self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult], on_result: ResultCallback | None = None
+    ) -> list[MeasureResult]:
         unknown = [i for i, inp in enumerate(inputs) if self.key_of(inp) not in self._known]
-        if unknown and self.fallback is not None:
-            fresh = self.fallback.run([inputs[i] for i in unknown], [builds[i] for i in unknown])
+        if unknown and self.fallback is None:
+            raise ValueError(f"{len(unknown)} configs are not in the replayed records and there is no fallback runner")
+        if unknown:
+            fresh = self.fallback.run(
+                [inputs[i] for i in unknown], [builds[i] for i in unknown],
+                on_result and (lambda position, result: on_result(unknown[position], result)),
+            )
             for i, result in zip(unknown, fresh):
                 self._known[self.key_of(inputs[i])] = result
             self.measured += len(unknown)
         self.replayed += len(inputs) - len(unknown)
-        missing = MeasureResult(error=ErrorKind.RUNTIME_ERROR, message="not in the replayed records")
-        return [self._known.get(self.key_of(inp), missing) for inp in inputs]
+        results = [self._known[self.key_of(inp)] for inp in inputs]
+        if on_result:
+            for i, result in enumerate(results):
+                if i not in unknown:
+                    on_result(i, result)
+        return results
 
     def close(self) -> None:
         if self.fallback is not None:

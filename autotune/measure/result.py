@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from schedules import Config, Template, Workload
 from targets import Device
@@ -48,11 +48,15 @@ class MeasureResult:
     message: str = ""
     build_seconds: float = 0.0
     run_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.error is ErrorKind.NONE
+
+    @property
+    def throughput(self) -> float:
+        """Calls per second (0 for a failed candidate): what cost models learn."""
+        return 1.0 / self.cost if self.ok and self.costs else 0.0
 
     @property
     def cost(self) -> float:

@@ -7,12 +7,16 @@ and evaluates it on the device exactly as the local runner does (first call chec
 against numpy, then `time_evaluator`).
 
 When a session drops (device reboot, server restart, tracker restart), the candidate
-is retried on a new session; a worker that does not get one within `device_wait`
-seconds reports DEVICE_LOST, and the tuning loop stops with the log intact. A hung
-kernel is a TIMEOUT: its worker process is killed, which closes its session.
+is retried once on a new session; if that session dies under it too, the candidate
+itself is taken to crash the device (RUNTIME_ERROR), so a bad kernel cannot take down
+server after server. A worker that gets no session within `device_wait` seconds
+reports DEVICE_LOST, and the tuning loop stops with the log intact. A hung kernel is a
+TIMEOUT for the tuner (its worker is killed); sessions are requested with a
+`session_timeout`, after which the device's server ends them, hung kernel included.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -26,7 +30,7 @@ from tvm.support.popen_pool import PopenWorker
 
 from autotune.measure.evaluate import evaluate, forget_fixtures
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
-from autotune.measure.runner import Runner, TimingOptions
+from autotune.measure.runner import ResultCallback, Runner, TimingOptions
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Tracker:
     def registered_devices(self) -> int:
         """Servers registered under the key, busy or free."""
         servers = self.summary().get("server_info", [])
-        return sum(1 for server in servers if server.get("key", "").split(":")[-1] == self.key)
+        return sum(1 for server in servers if server.get("key", "").removeprefix("server:") == self.key)
 
 
 #: This worker process's session (workers are separate processes, one session each).
@@ -76,7 +80,7 @@ _session = None
 SESSION_LOST = "session_lost"
 
 
-def open_session(tracker: Tracker, wait: float) -> bool:
+def open_session(tracker: Tracker, wait: float, session_timeout: float) -> bool:
     """Get a session under the tracker's key, waiting up to `wait` seconds for a device.
 
     A request for a key with no server queues at the tracker forever, so the tracker is
@@ -91,7 +95,9 @@ def open_session(tracker: Tracker, wait: float) -> bool:
     while _session is None:
         try:
             if tracker.registered_devices() > 0:
-                _session = rpc.connect_tracker(tracker.host, tracker.port).request(tracker.key, priority=1)
+                _session = rpc.connect_tracker(tracker.host, tracker.port).request(
+                    tracker.key, priority=1, session_timeout=session_timeout
+                )
                 break
         except Exception:  # noqa: BLE001 - tracker or device away: wait for it
             pass
@@ -112,9 +118,11 @@ def _alive(session) -> bool:
 
 def rpc_candidate(inp: MeasureInput, path: str, timing: TimingOptions, family: str) -> tuple[tuple[float, ...], str, str]:
     """Upload, load and evaluate one library on the remote device (runs in a worker process)."""
+    name = os.path.basename(path)
     try:
         _session.upload(path)
-        module = _session.load_module(os.path.basename(path))
+        module = _session.load_module(name)
+        _session.remove(name)  # loaded: the device's storage need not keep it
         dev = _session.cl(0) if family == "opencl" else _session.cpu(0)
         costs, error, message = evaluate(module, dev, inp, timing, _session.get_function("runtime.config_threadpool"))
         if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
@@ -132,13 +140,13 @@ class RPCRunner(Runner):
         family: str = "cpu",
         timing: TimingOptions | None = None,
         n_parallel: int | None = None,
-        retries: int = 3,
         device_wait: float = 60.0,
         transfer_allowance: float = 30.0,
+        session_timeout: float = 1800.0,
     ):
         self.tracker, self.family = tracker, family
         self.timing = timing or TimingOptions()
-        self.retries, self.device_wait = retries, device_wait
+        self.device_wait, self.session_timeout = device_wait, session_timeout
         #: a candidate's run may also upload the library and make the inputs on the device
         self.run_timeout = self.timing.timeout + transfer_allowance
         self.n_parallel = n_parallel or max(1, tracker.free_devices())
@@ -148,8 +156,16 @@ class RPCRunner(Runner):
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.n_parallel)
 
-    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult]) -> list[MeasureResult]:
-        return list(self._pool.map(self._run_one, inputs, builds))
+    def run(
+        self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult], on_result: ResultCallback | None = None
+    ) -> list[MeasureResult]:
+        def measure(position: int) -> MeasureResult:
+            result = self._run_one(inputs[position], builds[position])
+            if on_result:
+                on_result(position, result)
+            return result
+
+        return list(self._pool.map(measure, range(len(inputs))))
 
     def _run_one(self, inp: MeasureInput, build: BuildResult) -> MeasureResult:
         if build.error is not ErrorKind.NONE:
@@ -162,14 +178,17 @@ class RPCRunner(Runner):
         finally:
             with self._lock:
                 self._idle.append(worker)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(build.path)
         return MeasureResult(costs, kind, message, build.seconds, time.perf_counter() - start)
 
     def _measure(self, worker: PopenWorker, inp: MeasureInput, path: str) -> tuple[tuple[float, ...], ErrorKind, str]:
-        for _ in range(self.retries + 1):
+        for _ in range(2):  # a dropped session gets one more chance
             lost = (), ErrorKind.DEVICE_LOST, f"no device under key {self.tracker.key!r} for {self.device_wait:g}s"
             try:
                 if id(worker) not in self._connected:
-                    if not self._call(worker, open_session, (self.tracker, self.device_wait), self.device_wait + 30):
+                    args = (self.tracker, self.device_wait, self.session_timeout)
+                    if not self._call(worker, open_session, args, self.device_wait + 30):
                         return lost
                     self._connected.add(id(worker))
             except TimeoutError:
@@ -182,7 +201,7 @@ class RPCRunner(Runner):
                 costs, error, message = outcome
                 return costs, ErrorKind(error), message
             self._connected.discard(id(worker))
-        return (), ErrorKind.DEVICE_LOST, f"sessions under key {self.tracker.key!r} kept dropping"
+        return (), ErrorKind.RUNTIME_ERROR, "the device session died twice while running this candidate"
 
     def _call(self, worker: PopenWorker, func, args: tuple, timeout: float):
         """`func(*args)` in the worker; None if the worker died. A killed or dead worker has no session."""

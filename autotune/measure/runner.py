@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autotune.measure.result import BuildResult, MeasureInput, MeasureResult
@@ -25,10 +25,20 @@ class TimingOptions:
     timeout: float = 10.0
 
 
+#: Called with (position in the batch, result) as soon as each candidate is measured.
+ResultCallback = Callable[[int, MeasureResult], None]
+
+
 class Runner(ABC):
     @abstractmethod
-    def run(self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult]) -> list[MeasureResult]:
-        """One result per input, in order; a failed build passes its error through."""
+    def run(
+        self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult], on_result: ResultCallback | None = None
+    ) -> list[MeasureResult]:
+        """One result per input, in order; a failed build passes its error through.
+
+        `on_result` hears of each result the moment it exists, so that the tuning log
+        can keep it even if the batch never finishes (Ctrl-C, kill -9, a crash).
+        """
 
     def close(self) -> None:
         """Release worker processes and sessions."""

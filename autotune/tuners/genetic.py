@@ -40,7 +40,7 @@ class GeneticTuner(Tuner):
         the logged population instead of starting over from random samples."""
         super().update(configs, results)
         for config, result in zip(configs, results):
-            self._scores[config.index] = 1.0 / result.cost if result.cost > 0 else 0.0
+            self._scores[config.index] = result.throughput
             self._generation.append(config.index)
 
     def _parents(self) -> list[int]:

@@ -57,7 +57,7 @@ class XGBTuner(Tuner):
     # -- learning ------------------------------------------------------------------------
     def update(self, configs: Sequence[Config], results: Sequence[MeasureResult]) -> None:
         super().update(configs, results)
-        self._measured.update((c.index, 1.0 / r.cost if r.ok else 0.0) for c, r in zip(configs, results))
+        self._measured.update((c.index, r.throughput) for c, r in zip(configs, results))
         self._add(self.featurizer, configs, results, group=0)
         self._n_ok += sum(r.ok for r in results)
         self._retrain()
@@ -76,7 +76,7 @@ class XGBTuner(Tuner):
         knob_width = full.shape[1] - self.featurizer.program_length
         self._knob_rows.extend(full[:, :knob_width])
         self._full_rows.extend(full)
-        self._throughputs.extend(1.0 / r.cost if r.ok else 0.0 for r in results)
+        self._throughputs.extend(r.throughput for r in results)
         self._groups.extend([group] * len(results))
 
     def _retrain(self) -> None:
