@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops = ", ".join(default_registry().ops())
     tune_op = commands.add_parser("tune-op", help="tune one operator", description=f"Tune one operator ({ops}).")
     tune_op.add_argument("op", help=f"operator: {ops}")
-    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K")
+    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; conv2d: N,C,H,W,K,R,S,stride,pad")
     tune_op.add_argument("--dtype", default="float32")
     tune_op.add_argument("--trials", type=int, default=200, help="new measurements to make (default 200)")
     tune_op.add_argument("--tuner", choices=sorted(TUNERS), default="xgb", help="search strategy (default xgb)")

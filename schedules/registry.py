@@ -36,6 +36,7 @@ class TemplateRegistry:
 
 def default_registry() -> TemplateRegistry:
     """The templates this package ships."""
+    from schedules.conv2d import Conv2dCPU
     from schedules.dense import DenseCPU, MatmulCPU
 
-    return TemplateRegistry([MatmulCPU(), DenseCPU()])
+    return TemplateRegistry([MatmulCPU(), DenseCPU(), Conv2dCPU()])

@@ -18,7 +18,8 @@ def autotune(*args, **kwargs):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["tune-op", "conv9d", "--shape", "1,2,3"], "known operators: dense, matmul"),
+        (["tune-op", "conv9d", "--shape", "1,2,3"], "known operators: conv2d, dense, matmul"),
+        (["tune-op", "conv2d", "--shape", "1,20,8,8,16,3,3,1,1"], "multiples of 16"),
         (["tune-op", "matmul", "--shape", "1024,x,3"], "malformed shape"),
         (["tune-op", "matmul", "--shape", "1024,1024"], "M,N,K"),
         (["tune-op", "matmul", "--shape", "8,8,8", "--trials", "0"], "--trials must be positive"),

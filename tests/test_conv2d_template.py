@@ -1,0 +1,44 @@
+"""conv2d (NCHW16c) template against numpy, for the default and random configs, on real and odd shapes."""
+import random
+
+import numpy as np
+import pytest
+import tvm
+
+from schedules.conv2d import Conv2dCPU
+
+SHAPES = {
+    "resnet18-3x3": (1, 64, 56, 56, 64, 3, 3, 1, 1),
+    "resnet18-stem-7x7-s2": (1, 3, 224, 224, 64, 7, 7, 2, 3),
+    "resnet18-1x1-s2": (1, 64, 56, 56, 128, 1, 1, 2, 0),
+    "odd-13x11-s2": (1, 32, 13, 11, 48, 3, 3, 2, 1),
+    "one-input-channel-1xN": (2, 1, 5, 17, 16, 1, 5, 1, 2),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_default_and_random_configs_match_numpy(shape, host):
+    template = Conv2dCPU()
+    wl = template.workload(shape, "float32")
+    space = template.space(wl, host)
+    inputs = template.make_inputs(wl, np.random.default_rng(1))
+    expected = template.reference(wl, inputs)
+    dev = tvm.cpu()
+    for config in [template.default_config(wl, host, space)] + space.sample(random.Random(2), 2):
+        executable = tvm.compile(template.schedule(wl, config, host), target=host.tvm_target)
+        args = [tvm.runtime.tensor(x, dev) for x in inputs] + [tvm.runtime.tensor(np.full_like(expected, np.nan), dev)]
+        executable["main"](*args)
+        np.testing.assert_allclose(args[-1].numpy(), expected, rtol=1e-4, atol=1e-3, err_msg=str(config))
+
+
+def test_reference_is_a_real_convolution():
+    """The numpy reference against a direct loop on a tiny case (the reference must be right too)."""
+    template = Conv2dCPU()
+    wl = template.workload((1, 2, 4, 5, 16, 3, 3, 2, 1), "float32")
+    data, kernel = template.make_inputs(wl, np.random.default_rng(0))
+    out = template.reference(wl, [data, kernel])
+    x = np.pad(data[0, 0].transpose(2, 0, 1), ((0, 0), (1, 1), (1, 1)))  # C, H, W
+    w = kernel[0, 0].transpose(3, 2, 0, 1)  # K, C, R, S
+    for k, y, xo in [(0, 0, 0), (5, 1, 2), (15, 1, 1)]:
+        direct = (x[:, 2 * y: 2 * y + 3, 2 * xo: 2 * xo + 3] * w[k]).sum()
+        assert out[0, 0, y, xo, k] == pytest.approx(direct, rel=1e-5, abs=1e-5)
