@@ -147,8 +147,9 @@ def tune_task(
                 if position not in logged:  # a runner that does not report as it goes
                     log_result(position, result)
             lost = [r for r in results if r.error is ErrorKind.DEVICE_LOST]
-            batch, results = [batch[p] for p in sorted(logged)], [results[p] for p in sorted(logged)]
-            for config, result, position in zip(batch, results, sorted(logged)):
+            kept = sorted(logged)
+            done_configs, done_results = [batch[p] for p in kept], [results[p] for p in kept]
+            for config, result, position in zip(done_configs, done_results, kept):
                 new_records.append(logged[position])
                 measured += 1
                 errors += not result.ok
@@ -156,7 +157,7 @@ def tune_task(
                 if result.cost < best_cost:
                     best_config, best_cost, since_improvement = config, result.cost, 0
             learning = time.perf_counter()
-            search.update(batch, results)
+            search.update(done_configs, done_results)
             round_search += time.perf_counter() - learning
             search_seconds += round_search
             rounds.append((time.perf_counter() - round_start, round_search))

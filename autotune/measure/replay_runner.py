@@ -48,8 +48,9 @@ class ReplayRunner(Runner):
         self.replayed += len(inputs) - len(unknown)
         results = [self._known[self.key_of(inp)] for inp in inputs]
         if on_result:
+            fresh = set(unknown)  # already reported by the fallback
             for i, result in enumerate(results):
-                if i not in unknown:
+                if i not in fresh:
                     on_result(i, result)
         return results
 
