@@ -79,6 +79,93 @@ def make_record(task: Task, config: Config, result: MeasureResult) -> Record:
     )
 
 
+class TuningSession:
+    """One task's search state: its tuner, best so far and counters; `step` measures one batch.
+
+    `tune_task` steps one session until its budget ends; the model task scheduler keeps
+    one session per task and steps whichever promises most, sharing one builder, runner
+    and log among them.
+    """
+
+    def __init__(self, task: Task, tuner: str | Tuner = "xgb", history: list[Record] = (), seed: int = 0,
+                 transfer: list[Record] = ()):
+        start = time.perf_counter()
+        self.task = task
+        self.search = create_tuner(tuner, task, seed)
+        pairs = task.history(history)
+        if pairs:
+            self.search.load_history([c for c, _ in pairs], [r.result for _, r in pairs])
+        if transfer:
+            if not hasattr(self.search, "load_transfer"):
+                raise ValueError(f"tuner {type(self.search).__name__} does not learn across workloads; use the xgb tuner")
+            self.search.load_transfer(transfer_samples(task, transfer))
+        best = task.best(r for _, r in pairs)
+        self.best_config, self.best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
+        self.resumed = len(pairs)
+        self.measured = self.errors = self.since_improvement = 0
+        self.records: list[Record] = []
+        self.rounds: list[tuple[float, float]] = []
+        self.search_seconds = time.perf_counter() - start
+        #: the template's default goes first, so a tuned model is never slower than an untuned one
+        self._default_pending = all(c.index != task.default_config.index for c, _ in pairs)
+
+    def step(self, n: int, builder: Builder, runner: Runner, writer: RecordLog | None) -> int:
+        """Measure up to `n` new configs, logging each as it arrives; returns how many (0: space exhausted)."""
+        round_start = time.perf_counter()
+        batch = self._next_batch(n)
+        round_search = time.perf_counter() - round_start
+        if not batch:
+            return 0
+        inputs = [self.task.measure_input(config) for config in batch]
+        logged: dict[int, Record] = {}
+        lock = threading.Lock()
+
+        def log_result(position: int, result: MeasureResult) -> None:
+            """Append as soon as measured (runners call this from their threads)."""
+            if result.error is ErrorKind.DEVICE_LOST:
+                return  # unmeasured: kept out of the log, so a resumed run measures it
+            record = make_record(self.task, batch[position], result)
+            with lock:
+                if writer:
+                    writer.append(record)
+                logged[position] = record
+
+        results = runner.run(inputs, builder.build(inputs), log_result)
+        for position, result in enumerate(results):
+            if position not in logged:  # a runner that does not report as it goes
+                log_result(position, result)
+        kept = sorted(logged)
+        done_configs, done_results = [batch[p] for p in kept], [results[p] for p in kept]
+        for config, result, position in zip(done_configs, done_results, kept):
+            self.records.append(logged[position])
+            self.measured += 1
+            self.errors += not result.ok
+            self.since_improvement += 1
+            if result.cost < self.best_cost:
+                self.best_config, self.best_cost, self.since_improvement = config, result.cost, 0
+        learning = time.perf_counter()
+        self.search.update(done_configs, done_results)
+        round_search += time.perf_counter() - learning
+        self.search_seconds += round_search
+        self.rounds.append((time.perf_counter() - round_start, round_search))
+        lost = [r for r in results if r.error is ErrorKind.DEVICE_LOST]
+        if lost:
+            raise DeviceLostError(f"{lost[0].message}; {self.measured} new results are in the log, run again to resume")
+        return len(batch)
+
+    def _next_batch(self, n: int) -> list[Config]:
+        if not self._default_pending:
+            return self.search.next_batch(n)
+        self._default_pending = False
+        default = self.task.default_config
+        self.search.visited.add(default.index)
+        return [default] + self.search.next_batch(n - 1) if n > 1 else [default]
+
+    def result(self, elapsed: float) -> TuneResult:
+        return TuneResult(self.task, self.best_config, self.best_cost, self.measured, self.errors, self.resumed,
+                          elapsed, self.search_seconds, self.records, self.rounds)
+
+
 def tune_task(
     task: Task,
     n_trials: int,
@@ -94,79 +181,28 @@ def tune_task(
 ) -> TuneResult:
     """Measure up to `n_trials` new configs of `task`, appending each result to `log`.
 
-    Configs already in the log are loaded into the tuner and never measured again.
-    `early_stopping` ends the run after that many new trials without a better config.
-    `transfer_log` holds results of other workloads of the same template, which a
-    model-guided tuner learns from before its first measurement.
+    Configs already in the log are loaded into the tuner and never measured again; the
+    template's default config is measured first. `early_stopping` ends the run after
+    that many new trials without a better config. `transfer_log` holds results of other
+    workloads of the same template, which a model-guided tuner learns from first.
     """
     if n_trials < 1:
         raise ValueError(f"trials must be positive, got {n_trials}")
     start = time.perf_counter()
-    search = create_tuner(tuner, task, seed)
-    history = task.history(load_records(log)) if log else []
-    if history:
-        search.load_history([c for c, _ in history], [r.result for _, r in history])
-    if transfer_log:
-        if not hasattr(search, "load_transfer"):
-            raise ValueError(f"tuner {type(search).__name__} does not learn across workloads; use the xgb tuner")
-        search.load_transfer(transfer_samples(task, load_records(transfer_log)))
-    search_seconds = time.perf_counter() - start
-    best = task.best(r for _, r in history)
-    best_config, best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
-
+    session = TuningSession(task, tuner, load_records(log) if log else [], seed,
+                            load_records(transfer_log) if transfer_log else [])
     own_builder, own_runner = builder is None, runner is None
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
     writer = RecordLog(log) if log else None
-    measured = errors = since_improvement = 0
-    new_records: list[Record] = []
-    rounds: list[tuple[float, float]] = []
     try:
-        while measured < n_trials:
-            round_start = time.perf_counter()
-            batch = search.next_batch(min(batch_size, n_trials - measured))
-            round_search = time.perf_counter() - round_start
-            if not batch:
+        while session.measured < n_trials:
+            if not session.step(min(batch_size, n_trials - session.measured), builder, runner, writer):
                 break  # the space is exhausted
-            inputs = [task.measure_input(config) for config in batch]
-            logged: dict[int, Record] = {}
-            lock = threading.Lock()
-
-            def log_result(position: int, result: MeasureResult) -> None:
-                """Append as soon as measured (runners call this from their threads)."""
-                if result.error is ErrorKind.DEVICE_LOST:
-                    return  # unmeasured: kept out of the log, so a resumed run measures it
-                record = make_record(task, batch[position], result)
-                with lock:
-                    if writer:
-                        writer.append(record)
-                    logged[position] = record
-
-            results = runner.run(inputs, builder.build(inputs), log_result)
-            for position, result in enumerate(results):
-                if position not in logged:  # a runner that does not report as it goes
-                    log_result(position, result)
-            lost = [r for r in results if r.error is ErrorKind.DEVICE_LOST]
-            kept = sorted(logged)
-            done_configs, done_results = [batch[p] for p in kept], [results[p] for p in kept]
-            for config, result, position in zip(done_configs, done_results, kept):
-                new_records.append(logged[position])
-                measured += 1
-                errors += not result.ok
-                since_improvement += 1
-                if result.cost < best_cost:
-                    best_config, best_cost, since_improvement = config, result.cost, 0
-            learning = time.perf_counter()
-            search.update(done_configs, done_results)
-            round_search += time.perf_counter() - learning
-            search_seconds += round_search
-            rounds.append((time.perf_counter() - round_start, round_search))
-            if lost:
-                raise DeviceLostError(f"{lost[0].message}; {measured} new results are in the log, run again to resume")
             if on_progress:
-                elapsed = time.perf_counter() - start
-                on_progress(Progress(task, measured, n_trials, errors, best_cost, elapsed, len(history), search_seconds))
-            if early_stopping and since_improvement >= early_stopping:
+                on_progress(Progress(task, session.measured, n_trials, session.errors, session.best_cost,
+                                     time.perf_counter() - start, session.resumed, session.search_seconds))
+            if early_stopping and session.since_improvement >= early_stopping:
                 break
     finally:
         if writer:
@@ -175,8 +211,7 @@ def tune_task(
             builder.close()
         if own_runner:
             runner.close()
-    elapsed = time.perf_counter() - start
-    return TuneResult(task, best_config, best_cost, measured, errors, len(history), elapsed, search_seconds, new_records, rounds)
+    return session.result(time.perf_counter() - start)
 
 
 def transfer_samples(task: Task, records: list[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:

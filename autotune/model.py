@@ -1,4 +1,11 @@
-"""ONNX models: import to Relax, legalize and fuse to PrimFuncs, compile for a device."""
+"""ONNX models: import to Relax, lower to PrimFuncs the templates know, compile for a device.
+
+Lowering converts every conv2d a template serves to a blocked channel layout (NCHW[x]c,
+`schedules.conv2d.channel_block`) with `relax.transform.ConvertLayout`, legalizes it with
+the template's own compute, folds the weight layout transforms into constants, then
+legalizes and fuses the rest as TVM does (`relax.get_pipeline("zero")`). Layout
+transforms remain only where the graph enters and leaves the blocked layout.
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +16,8 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import from_onnx
 
+from schedules.conv2d import channel_block, conv2d_nchwc
+from schedules.depthwise import depthwise_nchwc
 from targets import Device
 
 
@@ -43,7 +52,56 @@ def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, 
         if name not in shapes and any(not isinstance(d, int) for d in dims):
             raise ModelError(f"input {name!r} has a dimension without size {dims}; give it with --input-shape {name}:...")
     module = from_onnx(model, shape_dict={**{n: list(d) for n, d in inputs.items()}, **shapes})
+    return lower(module)
+
+
+def lower(module: tvm.IRModule) -> tvm.IRModule:
+    """Relax from the ONNX importer -> fused PrimFuncs, convolutions in blocked layouts."""
+    module = tvm.transform.Sequential([
+        relax.transform.ConvertLayout({}, layout_cb=_conv2d_layouts),
+        relax.transform.Normalize(),
+        relax.transform.FastMathTransform(),  # erf, exp, tanh as polynomials LLVM vectorizes
+        relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": _legalize_conv2d}),
+        relax.transform.FoldConstant(),
+    ])(module)
     return relax.get_pipeline("zero")(module)
+
+
+def _conv2d_layouts(call: relax.Call) -> dict[str, list[str]]:
+    """Blocked layouts for the conv2d calls a template computes; other calls keep theirs."""
+    if call.op.name != "relax.nn.conv2d" or not _blockable(call):
+        return {}
+    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+    cb, kb = channel_block(channels), channel_block(out_channels)
+    if call.attrs.groups == 1:
+        return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]}
+    return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}o"]}  # depthwise
+
+
+def _blockable(call: relax.Call) -> bool:
+    attrs = call.attrs
+    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+    uniform = (len(set(map(int, attrs.strides))) == 1 and len(set(map(int, attrs.padding))) == 1
+               and all(int(d) == 1 for d in attrs.dilation))
+    if not uniform or attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or str(attrs.out_dtype) not in ("None", "", "float32"):
+        return False
+    if attrs.groups == 1:
+        return channel_block(channels) is not None and channel_block(out_channels) is not None
+    return attrs.groups == channels == out_channels and channels % 16 == 0
+
+
+def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    """Blocked conv2d with the templates' computes; TVM's own legalization for the rest."""
+    attrs = call.attrs
+    if attrs.data_layout == "NCHW":
+        return tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
+    stride, pad = int(attrs.strides[0]), int(attrs.padding[0])
+    compute = conv2d_nchwc if attrs.groups == 1 else depthwise_nchwc
+    return bb.call_te(compute, call.args[0], call.args[1], stride, pad, primfunc_name_hint="conv2d")
+
+
+def _shape(expr: relax.Expr) -> list[int]:
+    return [int(d) for d in expr.ty.shape.values]
 
 
 def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:

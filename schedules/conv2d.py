@@ -1,12 +1,12 @@
 """conv2d on CPU in a blocked channel layout (NCHW[x]c), as ONNX Runtime's MLAS does.
 
 Data is [N, C/cb, H, W, cb], the kernel [K/kb, C/cb, R, S, cb, kb] and the output
-[N, K/kb, OH, OW, kb], with kb = 16 (one AVX-512 vector of float32, four NEON ones): the
+[N, K/kb, OH, OW, kb], with blocks of 16 channels where they divide (`channel_block`): the
 innermost axis of every access is a contiguous channel block, so the inner kernel is a
-vector FMA per (output pixel, input channel). Input channels too few to block (a stem's
-3) form one block of their own. The schedule keeps an (ohr x owr x kor) tile of output
-vectors in a local accumulator, reduces over (input block, r, s, unrolled channels),
-pads in a stage of its own and runs (n, oh, ko) in parallel.
+vector FMA per (output pixel, input channel). The schedule keeps an (ohr x owr x kor)
+tile of output vectors in a local accumulator, reduces over (input block, r, s, unrolled
+channels), pads in a stage of its own, runs (n, oh, ko) in parallel and applies a
+model's epilogue (bias, ReLU, residual add) in the accumulator's write-back.
 """
 from __future__ import annotations
 
@@ -16,19 +16,34 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tvm import s_tir, te, tirx
+from tvm.sym.pattern import detect_linear_equation
 
+from schedules.default import schedule_leftover_blocks
+from schedules.matching import anchor_block, fuse_epilogue, producer_of
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
 
 #: Output channel blocks the accumulator tile may hold (28 measured to spill on AVX-512).
 MAX_ACCUMULATORS = 16
-BLOCK = 16
+
+
+def channel_block(channels: int) -> int | None:
+    """The channel block of a tensor with this many channels (None: not blockable).
+
+    16 float32 are one AVX-512 vector and four NEON ones; 8 where 16 does not divide
+    (MobileNetV2's 24-channel stage); all of them when there are fewer (a stem's 3).
+    A model's lowering and the templates both use this rule, so layouts agree.
+    """
+    for block in (16, 8):
+        if channels % block == 0:
+            return block
+    return channels if channels < 16 else None
 
 
 def _blocks(wl: Workload) -> tuple[int, int]:
     """(cb, kb): input and output channel block sizes."""
-    return (BLOCK if wl["C"] % BLOCK == 0 else wl["C"]), BLOCK
+    return channel_block(wl["C"]), channel_block(wl["K"])
 
 
 class Conv2dCPU(Template):
@@ -45,8 +60,8 @@ class Conv2dCPU(Template):
         n, c, h, w, k, r, s, stride, pad = (int(d) for d in shape)
         if h + 2 * pad < r or w + 2 * pad < s:
             raise ValueError("conv2d: the kernel is larger than the padded input")
-        if k % BLOCK or (c % BLOCK and c > BLOCK):
-            raise ValueError(f"conv2d: channels must be multiples of {BLOCK} (input channels may also be fewer)")
+        if channel_block(c) is None or channel_block(k) is None:
+            raise ValueError("conv2d: channel counts must be multiples of 8, or below 16")
         return Workload.make(self.op, N=n, C=c, H=h, W=w, K=k, R=r, S=s, stride=stride, pad=pad, dtype=dtype)
 
     @staticmethod
@@ -54,27 +69,37 @@ class Conv2dCPU(Template):
         return ((wl["H"] + 2 * wl["pad"] - wl["R"]) // wl["stride"] + 1,
                 (wl["W"] + 2 * wl["pad"] - wl["S"]) // wl["stride"] + 1)
 
+    def match(self, sch: s_tir.Schedule) -> Workload | None:
+        """A 5-D data read times a 6-D kernel read, reduced over (input block, r, s, channel)."""
+        block = anchor_block(sch)
+        if block is None:
+            return None
+        stmt = sch.get(block)
+        if len(stmt.reads) != 2 or len(stmt.writes) != 1 or len(stmt.iter_vars) != 9:
+            return None
+        data, kernel = (region.source for region in stmt.reads)
+        if len(data.shape) != 5 or len(kernel.shape) != 6 or len(stmt.writes[0].source.shape) != 5:
+            return None
+        kblocks, cblocks, r, s, cb, kb = (int(d) for d in kernel.shape)
+        if (channel_block(cblocks * cb), channel_block(kblocks * kb)) != (cb, kb):
+            return None
+        n, _, padded_h, padded_w, _ = (int(d) for d in data.shape)
+        h, w, pad = padded_h, padded_w, 0
+        producer = producer_of(sch, block, data)
+        if producer is not None:  # the padding stage: the function's input is its read
+            n, _, h, w, _ = (int(d) for d in sch.get(producer).reads[0].source.shape)
+            pad = (padded_h - h) // 2
+        row = stmt.iter_vars[2].var
+        stride = int(detect_linear_equation(stmt.reads[0].region[2].min, [row])[0])
+        return Workload.make(self.op, N=n, C=cblocks * cb, H=h, W=w, K=kblocks * kb, R=r, S=s,
+                             stride=stride, pad=pad, dtype=str(stmt.writes[0].source.dtype))
+
     def compute(self, wl: Workload) -> tirx.PrimFunc:
         cb, kb = _blocks(wl)
-        n, c, h, w, k, r, s, stride, pad = (wl[x] for x in ("N", "C", "H", "W", "K", "R", "S", "stride", "pad"))
-        oh, ow = self.out_size(wl)
+        n, c, h, w, k, r, s = (wl[x] for x in ("N", "C", "H", "W", "K", "R", "S"))
         data = te.placeholder((n, c // cb, h, w, cb), wl["dtype"], name="data")
         kernel = te.placeholder((k // kb, c // cb, r, s, cb, kb), wl["dtype"], name="kernel")
-        padded = te.compute(
-            (n, c // cb, h + 2 * pad, w + 2 * pad, cb),
-            lambda b, co, y, x, ci: tirx.if_then_else(
-                tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad),
-                data[b, co, y - pad, x - pad, ci], tirx.const(0, wl["dtype"])),
-            name="pad",
-        )
-        co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((c // cb, "co"), (r, "r"), (s, "s"), (cb, "ci")))
-        out = te.compute(
-            (n, k // kb, oh, ow, kb),
-            lambda b, ko, y, x, ki: te.sum(
-                padded[b, co, y * stride + rr, x * stride + ss, ci] * kernel[ko, co, rr, ss, ci, ki], axis=[co, rr, ss, ci]),
-            name=self.op,
-        )
-        return te.create_prim_func([data, kernel, out])
+        return te.create_prim_func([data, kernel, conv2d_nchwc(data, kernel, wl["stride"], wl["pad"])])
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
         cb, kb = _blocks(wl)
@@ -102,7 +127,8 @@ class Conv2dCPU(Template):
                 "tile_ci": (cb // cu, cu), "order": "hk"}
 
     def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
-        block = sch.get_sblock(self.op)
+        block = anchor_block(sch)
+        pad = producer_of(sch, block, sch.get(block).reads[0].source)
         n, ko, oh, ow, ki, co, r, s, ci = sch.get_loops(block)
         ko0, ko1 = sch.split(ko, list(cfg["tile_ko"]))
         oh0, oh1 = sch.split(oh, list(cfg["tile_oh"]))
@@ -112,17 +138,20 @@ class Conv2dCPU(Template):
         sch.reorder(*outer, ow0, co, r, s, ci0, ci1, oh1, ow1, ko1, ki)
         write_back = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(write_back, ow0)
+        leftovers = fuse_epilogue(sch, write_back)
         parallel = sch.fuse(*outer)
         sch.parallel(parallel)
         for loop in (ci1, oh1, ow1, ko1):
             sch.unroll(loop)
         sch.vectorize(ki)
-        pad_loops = sch.get_loops(sch.get_sblock("pad"))
-        sch.parallel(sch.fuse(*pad_loops[:3]))
-        sch.vectorize(pad_loops[-1])
+        if pad is not None:
+            pad_loops = sch.get_loops(pad)
+            sch.parallel(sch.fuse(*pad_loops[:3]))
+            sch.vectorize(pad_loops[-1])
         init = sch.decompose_reduction(block, co)
         sch.vectorize(sch.get_loops(init)[-1])
         sch.vectorize(sch.get_loops(write_back)[-1])
+        schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
 
     def flops(self, wl: Workload) -> int:
         oh, ow = self.out_size(wl)
@@ -147,3 +176,30 @@ class Conv2dCPU(Template):
         out = np.einsum("nchwrs,kcrs->nkhw", windows, oihw, optimize=True)
         oh, ow = out.shape[2:]
         return out.reshape(n, kblocks, kb, oh, ow).transpose(0, 1, 3, 4, 2).astype(data.dtype)
+
+
+def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -> te.Tensor:
+    """The blocked conv2d (symmetric stride and padding), with a padding stage when pad > 0.
+
+    Both the template's PrimFunc and a model's lowering (`autotune.model`) compute conv2d
+    with this, so every conv2d in a model is a block this template has been tuned on.
+    """
+    n, cblocks, h, w, cb = (int(d) for d in data.shape)
+    kblocks, _, r, s, _, kb = (int(d) for d in kernel.shape)
+    oh, ow = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
+    padded = data
+    if pad:
+        padded = te.compute(
+            (n, cblocks, h + 2 * pad, w + 2 * pad, cb),
+            lambda b, co, y, x, ci: tirx.if_then_else(
+                tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad),
+                data[b, co, y - pad, x - pad, ci], tirx.const(0, data.dtype)),
+            name="pad",
+        )
+    co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((cblocks, "co"), (r, "r"), (s, "s"), (cb, "ci")))
+    return te.compute(
+        (n, kblocks, oh, ow, kb),
+        lambda b, ko, y, x, ki: te.sum(
+            padded[b, co, y * stride + rr, x * stride + ss, ci] * kernel[ko, co, rr, ss, ci, ki], axis=[co, rr, ss, ci]),
+        name="conv2d",
+    )

@@ -1,14 +1,19 @@
-"""Matmul (A @ B) and dense (A @ B^T) on CPU: padded, B packed into panels, register-tiled.
+"""Matmul (A @ B), dense (A @ B^T) and batch_matmul on CPU: padded, B packed, register-tiled.
 
-Both are C[M, N] = sum_k A[M, K] * B'[K, N]; dense reads B as (N, K), as ONNX Gemm with
-transB and TVM's dense do. The schedule:
-1. pads M, N, K to whole tiles (`pad_einsum`; a no-op where they divide), so the inner
+All are C[S, M, N] = sum_k A[S, M, K] * B'[S?, K, N]; dense reads B as (N, K), as ONNX
+Gemm with transB and TVM's dense do; batch_matmul has a batch axis S on both sides (the
+attention products of a transformer). In a model the same block comes with unit axes,
+several batch axes and an epilogue (bias, GELU, residual add): the schedule first
+rewrites the block's iteration to the canonical (s, i, j, k), so one schedule serves the
+template's own PrimFunc and the model's fused one. The schedule:
+1. pads M, N, K to whole tiles (`pad_einsum`, only where they do not divide), so the inner
    kernel has no guards whatever the shape (prime sizes included);
 2. packs B into panels Bp[j // nr, k, j % nr], so the inner kernel reads it contiguously;
 3. tiles i into (i0, im, mr), j into (j0, jn, nr), k into (k0, ku), keeps the mr x nr
    accumulator tile in a local cache (`cache_write`), unrolls it and vectorizes nr in
    native-width pieces so LLVM keeps it in vector registers;
-4. runs the fused outer (i0, j0) loop in parallel.
+4. folds the epilogue into the accumulator's write-back (`fuse_epilogue`);
+5. runs the fused outer (s, i0, j0) loop in parallel.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from typing import Any
 import numpy as np
 from tvm import s_tir, te, tirx
 
+from schedules.default import schedule_leftover_blocks
+from schedules.matching import anchor_block, canonicalize_gemm, fuse_epilogue, match_gemm, pad_gemm, top_blocks
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
@@ -31,25 +38,39 @@ class MatmulCPU(Template):
     op = "matmul"
     version = 2
     transpose_b = False
+    #: Workload shape arguments, in the order `--shape` gives them.
+    dims = ("M", "N", "K")
 
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
-        if len(shape) != 3 or any(int(d) < 1 for d in shape):
-            raise ValueError(f"{self.op} needs a shape M,N,K of three positive integers, got {','.join(map(str, shape))}")
+        if len(shape) != len(self.dims) or any(int(d) < 1 for d in shape):
+            raise ValueError(f"{self.op} needs a shape {','.join(self.dims)} of {len(self.dims)} positive integers, "
+                             f"got {','.join(map(str, shape))}")
         if dtype != "float32":
             raise ValueError(f"{self.op}: dtype {dtype!r} is not supported yet (float32 only)")
-        m, n, k = (int(d) for d in shape)
-        return Workload.make(self.op, M=m, N=n, K=k, dtype=dtype)
+        return Workload.make(self.op, dtype=dtype, **{d: int(v) for d, v in zip(self.dims, shape)})
+
+    def match(self, sch: s_tir.Schedule) -> Workload | None:
+        block = anchor_block(sch)
+        gemm = match_gemm(sch, block) if block is not None else None
+        if gemm is None or gemm.batch != 1 or gemm.transpose_b != self.transpose_b:
+            return None
+        return Workload.make(self.op, M=gemm.m, N=gemm.n, K=gemm.k, dtype=_output_dtype(sch, block))
 
     def compute(self, wl: Workload) -> tirx.PrimFunc:
-        m, n, k, dtype = wl["M"], wl["N"], wl["K"], wl["dtype"]
-        a = te.placeholder((m, k), dtype, name="A")
-        b = te.placeholder((n, k) if self.transpose_b else (k, n), dtype, name="B")
-        r = te.reduce_axis((0, k), name="k")
+        a, b = self._placeholders(wl)
+        r = te.reduce_axis((0, wl["K"]), name="k")
         if self.transpose_b:
-            c = te.compute((m, n), lambda i, j: te.sum(a[i, r] * b[j, r], axis=r), name=self.op)
+            c = te.compute((wl["M"], wl["N"]), lambda i, j: te.sum(a[i, r] * b[j, r], axis=r), name=self.op)
         else:
-            c = te.compute((m, n), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name=self.op)
+            c = te.compute((wl["M"], wl["N"]), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name=self.op)
         return te.create_prim_func([a, b, c])
+
+    def _placeholders(self, wl: Workload) -> list[te.Tensor]:
+        return [te.placeholder(shape, wl["dtype"], name=name) for name, shape in zip("AB", self._input_shapes(wl))]
+
+    def _input_shapes(self, wl: Workload) -> list[tuple[int, ...]]:
+        m, n, k = wl["M"], wl["N"], wl["K"]
+        return [(m, k), (n, k) if self.transpose_b else (k, n)]
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
         lanes = device.vector_lanes(wl["dtype"])
@@ -91,32 +112,35 @@ class MatmulCPU(Template):
         _, im, mr = cfg["tile_i"]
         _, jn, nr = cfg["tile_j"]
         _, ku = cfg["tile_k"]
-        block = sch.get_sblock(self.op)
+        block = anchor_block(sch)
         # Whole tiles only: TVM 0.27 drops one of two write-back guards when
         # reverse_compute_at and reverse_compute_inline meet a partial tile.
-        sch.pad_einsum(block, [im * mr, jn * nr, ku])
-        blocks = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
-        self._pack_b(sch, block, blocks.get("B_pad"), nr, cfg)
-        if "A_pad" in blocks:
-            rows, cols = sch.get_loops(blocks["A_pad"])
+        before = {sch.get(b).name_hint for b in top_blocks(sch)}
+        if wl["M"] % (im * mr) or wl["N"] % (jn * nr) or wl["K"] % ku:
+            pad_gemm(sch, block, im * mr, jn * nr, ku)
+        canonicalize_gemm(sch, block)
+        pads = {sch.get(b).writes[0].source.name: b for b in top_blocks(sch) if sch.get(b).name_hint not in before}
+        a_read, b_read = (region.source.name for region in sch.get(block).reads)
+        self._pack_b(sch, block, pads.get(b_read), nr, cfg)
+        if a_read in pads:
+            *rows, cols = sch.get_loops(pads[a_read])
             cols_outer, cols_inner = sch.split(cols, [None, lanes])
-            sch.parallel(sch.fuse(rows, cols_outer))
+            sch.parallel(sch.fuse(*rows, cols_outer))
             sch.vectorize(cols_inner)
 
-        i, j, k = sch.get_loops(block)
+        s, i, j, k = sch.get_loops(block)
         i0, i1, i2 = sch.split(i, [None, im, mr])
         j0, j1, j2 = sch.split(j, [None, jn, nr])
         k0, k1 = sch.split(k, [None, ku])
         if cfg["order"] == "ij":
-            sch.reorder(i0, j0, i1, j1, k0, k1, i2, j2)
-            outer, tile = sch.fuse(i0, j0), j1
+            sch.reorder(s, i0, j0, i1, j1, k0, k1, i2, j2)
+            outer, tile = sch.fuse(s, i0, j0), j1
         else:
-            sch.reorder(j0, i0, j1, i1, k0, k1, i2, j2)
-            outer, tile = sch.fuse(j0, i0), i1
+            sch.reorder(s, j0, i0, j1, i1, k0, k1, i2, j2)
+            outer, tile = sch.fuse(s, j0, i0), i1
         write_back = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(write_back, tile)
-        if f"{self.op}_pad" in blocks:  # copying out of the padded result folds into the write-back
-            sch.reverse_compute_inline(blocks[f"{self.op}_pad"])
+        leftovers = fuse_epilogue(sch, write_back)
         sch.parallel(outer)
         step, explicit = cfg["unroll"]
         if step:
@@ -134,48 +158,82 @@ class MatmulCPU(Template):
         init = sch.decompose_reduction(block, k0)
         sch.vectorize(sch.get_loops(init)[-1])
         sch.vectorize(sch.get_loops(write_back)[-1])
+        schedule_leftover_blocks(sch, leftovers, lanes)
 
     def _pack_b(self, sch: s_tir.Schedule, block, b_pad, nr: int, cfg: Config) -> None:
-        """Copy B into panels Bp[j // nr, k, j % nr] (reusing pad_einsum's copy when there is one)."""
+        """Copy B into panels Bp[.., j // nr, k, j % nr] (reusing pad_einsum's copy when there is one)."""
         pack = b_pad if b_pad is not None else sch.cache_read(block, 1, "global")
-        if self.transpose_b:
-            sch.transform_layout(block, ("read", 1), lambda j, k: (j // nr, k, j % nr), pad_value=0.0)
-        else:
-            sch.transform_layout(block, ("read", 1), lambda k, j: (j // nr, k, j % nr), pad_value=0.0)
-        loops = sch.get_loops(pack)
+        shape = sch.get(pack).writes[0].source.shape
+        ndim = len(shape)
+        transpose_b = self.transpose_b
+
+        def panels(*index):
+            *lead, row, col = index
+            k, j = (col, row) if transpose_b else (row, col)
+            return (*lead, j // nr, k, j % nr)
+
+        sch.transform_layout(block, ("read", 1), tirx.IndexMap.from_func(panels, ndim=ndim, index_dtype=str(shape[0].ty)), pad_value=0.0)
+        lead, loops = sch.get_loops(pack)[: ndim - 2], sch.get_loops(pack)[ndim - 2:]
         if len(loops) == 2:  # transform_layout reorders the copy's loops only when it pads
-            k, j = reversed(loops) if self.transpose_b else loops
+            k, j = reversed(loops) if transpose_b else loops
             panel, j_inner = sch.split(j, [None, nr])
             sch.reorder(panel, k, j_inner)
             loops = [panel, k, j_inner]
         panel, k, j_inner = loops
-        if self.transpose_b and cfg["pack"] == "tile":
+        if transpose_b and cfg["pack"] == "tile":
             # B^T rows are contiguous in k: copy 16 x nr tiles, vectorized along k.
             k_outer, k_inner = sch.split(k, [None, 16])
             sch.reorder(panel, k_outer, j_inner, k_inner)
-            sch.parallel(sch.fuse(panel, k_outer))
+            sch.parallel(sch.fuse(*lead, panel, k_outer))
             sch.vectorize(k_inner)
         else:
-            sch.parallel(sch.fuse(panel, k))
+            sch.parallel(sch.fuse(*lead, panel, k))
             sch.vectorize(j_inner)
 
     def flops(self, wl: Workload) -> int:
-        return 2 * wl["M"] * wl["N"] * wl["K"]
+        return 2 * dict(wl.args).get("B", 1) * wl["M"] * wl["N"] * wl["K"]
 
     def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:
-        m, n, k, dtype = wl["M"], wl["N"], wl["K"], wl["dtype"]
-        b_shape = (n, k) if self.transpose_b else (k, n)
-        return [rng.uniform(-1, 1, (m, k)).astype(dtype), rng.uniform(-1, 1, b_shape).astype(dtype)]
+        return [rng.uniform(-1, 1, shape).astype(wl["dtype"]) for shape in self._input_shapes(wl)]
 
     def reference(self, wl: Workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
         a, b = inputs
-        return a @ (b.T if self.transpose_b else b)
+        return a @ (np.swapaxes(b, -1, -2) if self.transpose_b else b)
 
 
 class DenseCPU(MatmulCPU):
     name = "dense.cpu"
     op = "dense"
     transpose_b = True
+
+
+class BatchMatmulCPU(MatmulCPU):
+    """C[b] = A[b] @ B[b] (B stored K x N per batch, as attention's products reach it)."""
+
+    name = "batch_matmul.cpu"
+    op = "batch_matmul"
+    version = 1
+    dims = ("B", "M", "N", "K")
+
+    def match(self, sch: s_tir.Schedule) -> Workload | None:
+        block = anchor_block(sch)
+        gemm = match_gemm(sch, block) if block is not None else None
+        if gemm is None or gemm.batch == 1 or gemm.transpose_b:
+            return None
+        return Workload.make(self.op, B=gemm.batch, M=gemm.m, N=gemm.n, K=gemm.k, dtype=_output_dtype(sch, block))
+
+    def compute(self, wl: Workload) -> tirx.PrimFunc:
+        a, b = self._placeholders(wl)
+        r = te.reduce_axis((0, wl["K"]), name="k")
+        c = te.compute((wl["B"], wl["M"], wl["N"]), lambda s, i, j: te.sum(a[s, i, r] * b[s, r, j], axis=r), name=self.op)
+        return te.create_prim_func([a, b, c])
+
+    def _input_shapes(self, wl: Workload) -> list[tuple[int, ...]]:
+        return [(wl["B"], wl["M"], wl["K"]), (wl["B"], wl["K"], wl["N"])]
+
+
+def _output_dtype(sch: s_tir.Schedule, block) -> str:
+    return str(sch.get(block).writes[0].source.dtype)
 
 
 def _pow2_floor(n: int) -> int:

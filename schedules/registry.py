@@ -18,6 +18,9 @@ class TemplateRegistry:
     def ops(self, family: str = "cpu") -> list[str]:
         return sorted(op for op, fam in self._templates if fam == family)
 
+    def templates(self, family: str = "cpu") -> list[Template]:
+        return [t for (_, fam), t in sorted(self._templates.items()) if fam == family]
+
     def by_name(self, name: str) -> Template:
         """The template called `name` (as logs record it); ValueError when there is none."""
         for template in self._templates.values():
@@ -37,6 +40,7 @@ class TemplateRegistry:
 def default_registry() -> TemplateRegistry:
     """The templates this package ships."""
     from schedules.conv2d import Conv2dCPU
-    from schedules.dense import DenseCPU, MatmulCPU
+    from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
+    from schedules.depthwise import DepthwiseConv2dCPU
 
-    return TemplateRegistry([MatmulCPU(), DenseCPU(), Conv2dCPU()])
+    return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), DepthwiseConv2dCPU()])

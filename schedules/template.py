@@ -67,6 +67,14 @@ class Template(ABC):
         """The workload for a user-given shape list (ValueError on a malformed one)."""
 
     @abstractmethod
+    def match(self, sch: s_tir.Schedule) -> Workload | None:
+        """The workload of this template's operator in a model's fused PrimFunc, or None.
+
+        `apply` must schedule such a function as well as `compute`'s: the same anchor
+        block, with padding producers and elementwise consumers around it.
+        """
+
+    @abstractmethod
     def compute(self, wl: Workload) -> tirx.PrimFunc:
         """The unscheduled PrimFunc: inputs first, the output last."""
 
@@ -103,6 +111,10 @@ class Template(ABC):
     def default_config(self, wl: Workload, device: Device, space: ConfigSpace | None = None) -> Config:
         space = space or self.space(wl, device)
         return space.config({**self.default_values(wl, device, space), **threading_defaults(device)})
+
+    def upgrade_config(self, from_version: int, knobs: dict) -> dict | None:
+        """Knob values of a config made by an older version of this template, or None when it cannot be converted."""
+        return None
 
     def schedule(self, wl: Workload, cfg: Config, device: Device) -> tirx.PrimFunc:
         """The PrimFunc scheduled with `cfg`."""

@@ -21,6 +21,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+#: The IR version of opset 17 (onnx's default is newer than ONNX Runtime reads).
+IR_VERSION = 8
 
 
 class GraphBuilder:
@@ -74,7 +76,8 @@ class GraphBuilder:
         graph = helper.make_graph(self.nodes, name, inputs,
                                   [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)],
                                   self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="autotune")
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="autotune",
+                                  ir_version=IR_VERSION)
         onnx.checker.check_model(model, full_check=True)
         return model
 

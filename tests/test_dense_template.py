@@ -46,5 +46,5 @@ def test_malformed_shapes_are_rejected(shape):
 
 
 def test_unknown_operator_lists_known_ones():
-    with pytest.raises(ValueError, match="conv2d, dense, matmul"):
+    with pytest.raises(ValueError, match="batch_matmul, conv2d, dense, depthwise_conv2d, matmul"):
         default_registry().get("conv7d")

@@ -1,0 +1,145 @@
+"""From a lowered model to tasks, and from tuning logs to a scheduled, compiled model.
+
+Every PrimFunc of the model is offered to the templates of the device's family; the
+first whose matcher recognises it owns it. Functions with the same workload share one
+task, weighted by how often one inference calls them. Compiling schedules each owned
+function with its task's best logged config (the template's default when the logs have
+none) and every other function with a default schedule, and says which got what.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import tvm
+from tvm import relax, s_tir, tirx
+
+from autotune.records import Record
+from autotune.task import Task
+from schedules import Config, Template, TemplateRegistry, Workload, default_registry
+from schedules.default import schedule_default
+from targets import Device
+
+
+@dataclass
+class ModelTask:
+    """A task of a model: its workload, the functions that compute it and their calls per inference."""
+
+    task: Task
+    functions: list[str] = field(default_factory=list)
+    calls: int = 0
+
+    @property
+    def flops(self) -> int:
+        return self.task.flops * self.calls
+
+
+def match_function(func: tirx.PrimFunc, registry: TemplateRegistry, family: str) -> tuple[Template, Workload] | None:
+    """The template that recognises `func`, with the workload it computes."""
+    for template in registry.templates(family):
+        workload = template.match(s_tir.Schedule(func))
+        if workload is not None:
+            return template, workload
+    return None
+
+
+def primfuncs(module: tvm.IRModule) -> dict[str, tirx.PrimFunc]:
+    return {gv.name_hint: func for gv, func in module.functions.items() if isinstance(func, tirx.PrimFunc)}
+
+
+def call_counts(module: tvm.IRModule) -> Counter:
+    """How often `main` calls each PrimFunc per inference."""
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    counts: Counter = Counter()
+    for block in module["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and value.op.same_as(call_tir):
+                counts[value.args[0].name_hint] += 1
+    return counts
+
+
+def extract_tasks(module: tvm.IRModule, device: Device, registry: TemplateRegistry | None = None) -> list[ModelTask]:
+    """One task per distinct workload a template recognises, heaviest (FLOPs x calls) first."""
+    registry = registry or default_registry()
+    counts = call_counts(module)
+    tasks: dict[tuple[str, str], ModelTask] = {}
+    for name, func in primfuncs(module).items():
+        matched = match_function(func, registry, device.family)
+        if matched is None:
+            continue
+        template, workload = matched
+        entry = tasks.setdefault((template.name, workload.key), ModelTask(Task(template, workload, device)))
+        entry.functions.append(name)
+        entry.calls += counts[name]
+    return sorted(tasks.values(), key=lambda t: -t.flops)
+
+
+@dataclass
+class Coverage:
+    """How each PrimFunc of a compiled model was scheduled."""
+
+    tuned: list[str] = field(default_factory=list)  # tasks with a logged config
+    fallback: list[str] = field(default_factory=list)  # tasks on their template's default config
+    default_schedule: list[str] = field(default_factory=list)  # functions no template owns
+    unscheduled: list[str] = field(default_factory=list)  # functions nothing could schedule
+    failed: list[str] = field(default_factory=list)  # configs that did not apply to the model's function
+
+    def summary(self) -> str:
+        total = len(self.tuned) + len(self.fallback)
+        text = (f"coverage: {len(self.tuned)}/{total} tasks tuned, {len(self.fallback)} on default configs; "
+                f"{len(self.default_schedule)} other functions on default schedules")
+        if self.unscheduled:
+            text += f", {len(self.unscheduled)} unscheduled ({', '.join(self.unscheduled)})"
+        return text
+
+
+def schedule_model(
+    module: tvm.IRModule,
+    device: Device,
+    records: Iterable[Record] = (),
+    registry: TemplateRegistry | None = None,
+    tuned: bool = True,
+) -> tuple[tvm.IRModule, Coverage]:
+    """`module` with every PrimFunc scheduled: best logged configs (`tuned`), else defaults."""
+    registry = registry or default_registry()
+    records = list(records)
+    target = device.tvm_target
+    coverage = Coverage()
+    module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
+    scheduled: dict[str, tirx.PrimFunc | None] = {}
+    for model_task in extract_tasks(module, device, registry):
+        task = model_task.task
+        best = task.best(records) if tuned else None
+        config = best[0] if best else task.default_config
+        (coverage.tuned if best else coverage.fallback).append(str(task.workload))
+        for name in model_task.functions:
+            func = module[name]
+            scheduled[name] = _apply(task, func, config) or _apply(task, func, task.default_config)
+            if scheduled[name] is None:
+                coverage.failed.append(name)
+                scheduled[name] = schedule_default(func, target)
+    for name, func in primfuncs(module).items():
+        if name not in scheduled:
+            scheduled[name] = schedule_default(func, target)
+            (coverage.unscheduled if scheduled[name] is None else coverage.default_schedule).append(name)
+    for name, func in scheduled.items():
+        if func is not None:
+            module.update_func(module.get_global_var(name), func.with_attr("tirx.is_scheduled", True))
+    return module, coverage
+
+
+def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tirx.PrimFunc | None:
+    """`func` scheduled with `config`, or None when the template cannot apply it there."""
+    sch = s_tir.Schedule(func)
+    try:
+        task.template.apply(sch, task.workload, config, task.device)
+    except Exception:  # noqa: BLE001 - a config that fails on one function falls back, reported in the coverage
+        return None
+    return sch.mod["main"]
+
+
+def compile_model(module: tvm.IRModule, device: Device) -> relax.Executable:
+    """Build a scheduled model for the device (the device's host target for the VM code)."""
+    return tvm.compile(module, target=device.tvm_target)

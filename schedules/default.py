@@ -1,0 +1,524 @@
+"""Default CPU schedules for the PrimFuncs of a model that no tuning template covers.
+
+TVM's default CPU pipeline schedules nothing: every PrimFunc left to it runs as one
+serial loop nest. Templates cover the heavy operators (conv2d, matmul); this module
+gives everything else (elementwise, broadcast, transposes, reshapes, layout transforms,
+take, cast/where, softmax, layer norm, pooling, mean) a parallel outer loop and, where
+the memory access allows, a vectorized inner loop, without tuning. The rules are tried
+in order, each on a fresh schedule; the first that applies wins:
+
+1. `dlight.cpu.Reduction` (TVM's own): reductions and elementwise blocks that share
+   their leading spatial axes (softmax, layer norm, RMS norm, mean over a window):
+   parallel over rows, elementwise parts vectorized.
+2. `Injective` (ours): functions of spatial blocks only. Producers are inlined into
+   consumers (dlight's `try_inline`); each remaining block gets `parallel_vectorize`.
+3. `SpatialReduction` (ours): other functions with reductions (max pooling, means
+   over a 1x1 window): parallel over the output, vectorized along a contiguous
+   innermost output axis (NCHW16c), pad producers computed per parallel task.
+
+dlight's `GEMV` rule is not used: matmuls belong to templates, and on GEMV-shaped
+functions it was no faster than the naive loop here and left any epilogue serial.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import tvm
+import tvm_ffi
+from tvm import DataType, s_tir, tirx
+from tvm.ir import Range
+from tvm.s_tir import dlight
+from tvm.s_tir.dlight.analysis import get_root_block, normalize_prim_func
+from tvm.s_tir.schedule import LoopRV, SBlockRV
+from tvm.sym import Analyzer
+from tvm.target import Target
+from tvm.target.codegen import llvm_get_vector_width
+
+#: Fewest elements (output elements times reduction steps) per parallel task: below
+#: this, waking another thread costs more than the work it takes over.
+MIN_TASK_ELEMENTS = 2048
+#: Most parallel tasks per loop. TVM hands each thread a contiguous range of tasks, so
+#: 64 balances any thread count up to 8 within an eighth.
+MAX_TASKS = 64
+#: SIMD width assumed when the target does not say (128-bit NEON / SSE).
+FALLBACK_VECTOR_BITS = 128
+
+_GET_SBLOCK_REALIZE = tvm.get_global_func("s_tir.schedule.GetSBlockRealize")
+_IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
+
+
+def default_rules() -> list[dlight.ScheduleRule]:
+    """The rules `schedule_default` tries, in order (also usable with `dlight.ApplyDefaultSchedule`)."""
+    return [dlight.cpu.Reduction(), Injective(), SpatialReduction()]
+
+
+def schedule_default(func: tirx.PrimFunc, target: Target) -> tirx.PrimFunc | None:
+    """`func` scheduled by the first default rule that applies, or None when none does.
+
+    The result carries `tirx.is_scheduled`, so `mod.update_func(gv, result)` keeps it
+    through `tvm.compile`. A rule that fails on an unusual function is skipped, never
+    fatal: the next rule (or the naive loop nest) still computes the right result.
+    """
+    for rule in default_rules():
+        try:
+            with target:
+                sch = rule.apply(func, target, False)
+        except Exception:  # noqa: BLE001 - dlight rules raise Assertion/Value/TVM errors on odd funcs
+            continue
+        if isinstance(sch, list):
+            sch = sch[0] if sch else None
+        if sch is not None:
+            return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return None
+
+
+def schedule_leftover_blocks(sch: s_tir.Schedule, blocks: Iterable[SBlockRV], lanes: int) -> None:
+    """Give each (unscheduled, injective, top-level) block a parallel outer + vectorized inner loop.
+
+    For templates that fused what they could of an epilogue into their anchor and must
+    schedule the rest. `lanes` is the SIMD width in elements of the blocks' dtype.
+    Blocks that are not such blocks are skipped; one that cannot be vectorized is only
+    parallelized, one that cannot be either is left as it is. Never raises.
+    """
+    for block in blocks:
+        parallel_vectorize(sch, block, lanes)
+
+
+class _CPURule(dlight.ScheduleRule):
+    def is_target_available(self, target: Target) -> bool:
+        return target.kind.name == "llvm"
+
+
+class Injective(_CPURule):
+    """Functions of spatial blocks only: inline what inlines, parallelize and vectorize the rest."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos or not all(is_spatial(sch, info.block_rv) for info in infos):
+            return None
+        for info in dlight.try_inline(sch, infos):
+            parallel_vectorize(sch, info.block_rv, block_lanes(sch, info.block_rv, target))
+        return sch
+
+
+class SpatialReduction(_CPURule):
+    """Functions with reductions dlight does not take (pooling, 1x1 means): parallel over the output.
+
+    A reduction block gets its outer spatial loops fused and split into parallel tasks.
+    Its innermost spatial loop is vectorized, below the reduction loops, when output and
+    inputs are contiguous along it (the channel block of NCHW16c); otherwise the
+    reduction loops stay innermost and serial (across outputs the inputs are strided).
+    Spatial producers (pad) are computed per task (`compute_at`), not inlined: inlined,
+    the pad's bounds check runs for every tap of the window (measured 1.5x slower than
+    the naive loop on ResNet's 3x3 max pool). Spatial consumers (a mean's division) run
+    in the same task; other spatial blocks as in `Injective`.
+    """
+
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        if not normalize_prim_func(sch) or all(is_spatial(sch, b) for b in _top_blocks(sch)):
+            return None
+        _inline_spatial_chains(sch)
+        parallel = False
+        for block in _top_blocks(sch):
+            if is_spatial(sch, block):
+                continue
+            task = _parallel_reduction(sch, block, block_lanes(sch, block, target))
+            if task is None:
+                continue
+            parallel = True
+            for producer in sch.get_producers(block):
+                if is_spatial(sch, producer):
+                    _try(sch.compute_at, producer, task, preserve_unit_loops=True)
+            for consumer in sch.get_consumers(block):
+                if is_spatial(sch, consumer) and _try(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True):
+                    _vectorize_innermost(sch, consumer, block_lanes(sch, consumer, target))
+        for block in _top_blocks(sch):
+            if is_spatial(sch, block):
+                parallel_vectorize(sch, block, block_lanes(sch, block, target))
+        return sch if parallel else None
+
+
+def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None:
+    """Parallel outer loop, vectorized inner loop for one top-level spatial block; never raises.
+
+    The loop nest keeps its shape where it matters: fusing every loop would put a
+    div/mod per element into indices and bounds checks. Inner loops along which every
+    access is jointly contiguous (or broadcast) are fused into one, the remaining outer
+    loops are fused and split into parallel tasks, and the inner loop is vectorized
+    when its store and loads are contiguous or broadcast. When it stores contiguously
+    but reads with a stride (a transpose, a layout transform), it is tiled with the loop
+    the read is contiguous in, so each cache line read serves a whole tile.
+    """
+    try:
+        loops = _own_loops(sch, block)
+        if not loops:
+            return
+        loops = _fuse_contiguous_inner(sch, block, loops)
+        loops = _store_contiguous_innermost(sch, block, loops, lanes)
+        tile, width = _plan(sch, block, loops, lanes)
+    except Exception:  # noqa: BLE001 - an unusual block is left as it is rather than failing the schedule
+        return
+    elements = _product(sch, loops)
+    try:
+        outer, vector = _split_inner(sch, loops, tile, width)
+        _parallel_tasks(sch, outer, elements)
+    except RuntimeError:  # ScheduleError or a TVM internal error: keep what was applied, stop here
+        _try(lambda: sch.parallel(sch.get_loops(block)[0]))
+        return
+    if vector is not None:
+        _try(sch.vectorize, vector)  # on refusal: parallel without SIMD, still correct
+
+
+def _fuse_contiguous_inner(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> list[LoopRV]:
+    """Fuse the innermost loops along which every access moves as one flat loop would.
+
+    E.g. an NCHW clip fuses (H, W) and (C, H, W): 28x28 rows become vectors of 16.
+    Not with a guarded load: its bounds check needs the separate row and column.
+    """
+    if len(loops) < 2 or _guarded_load(sch.get(block)):
+        return loops
+    extents = [_const(sch.get(loop).extent) for loop in loops]
+    strides = _strides(sch, block, loops)
+    first = len(loops) - 1
+    while first > 0 and extents[first] is not None and all(
+        s[first - 1] is not None and s[first] is not None and s[first - 1] == s[first] * extents[first] for s in strides
+    ):
+        first -= 1
+    if first == len(loops) - 1:
+        return loops
+    return [*loops[:first], sch.fuse(*loops[first:])]
+
+
+def _store_contiguous_innermost(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int) -> list[LoopRV]:
+    """Move the innermost loop along which the store is contiguous to the inside.
+
+    Layout transforms iterate in the order of their input, storing with a stride;
+    with the store-contiguous loop inside, stores are whole vectors, and `_plan` tiles
+    it with the loop the loads are contiguous in.
+    """
+    extents = [_const(sch.get(loop).extent) for loop in loops]
+    if any(e is None for e in extents):
+        return loops
+    for k in range(len(loops) - 1, -1, -1):
+        width = _vector_width(extents[k], lanes)
+        if width < 2 or _strides(sch, block, loops, width)[0][k] != 1:
+            continue
+        if k < len(loops) - 1:
+            sch.reorder(*loops[k + 1:], loops[k])
+            return [*loops[:k], *loops[k + 1:], loops[k]]
+        return loops
+    return loops
+
+
+def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int) -> tuple[int | None, int]:
+    """(index of the loop to tile with the innermost one, or None; vector width, 1 = no SIMD)."""
+    extents = [_const(sch.get(loop).extent) for loop in loops]
+    inner = len(loops) - 1
+    if any(e is None for e in extents):
+        return None, 1
+    width = _vector_width(extents[inner], lanes)
+    if width < 2 or _guarded_load(sch.get(block)):
+        return None, 1  # nothing to vectorize, or loads TVM would scalarize behind a per-lane check
+    write, *reads = _strides(sch, block, loops, width)
+    if write[inner] != 1:
+        return None, 1  # scattered stores
+    strided = [i for i, r in enumerate(reads) if r[inner] not in (0, 1)]
+    if not strided:
+        return None, width
+    if any(reads[i][inner] is None for i in strided):
+        return None, 1  # gathers through an index buffer: leave the loop scalar
+    for tile in (lanes, lanes // 2, lanes // 4):
+        if tile < 2 or extents[inner] % tile:
+            continue
+        _, *tiled = _strides(sch, block, loops, tile)
+        for k in range(inner - 1, -1, -1):
+            if extents[k] % tile == 0 and all(tiled[i][k] == 1 for i in strided):
+                return k, tile
+    return None, 1
+
+
+def _split_inner(sch: s_tir.Schedule, loops: list[LoopRV], tile: int | None, width: int) -> tuple[LoopRV, LoopRV | None]:
+    """Split off the vector loop (and the tile), reorder; return (fused outer loops, vector loop)."""
+    *rest, inner = loops
+    outer = None
+    if tile is None and rest:
+        outer = sch.fuse(*rest) if len(rest) > 1 else rest[0]
+    if width < 2:
+        return (outer if outer is not None else inner), None
+    inner_outer, vector = sch.split(inner, [None, width])
+    if tile is not None:
+        tile_outer, tile_inner = sch.split(rest[tile], [None, width])
+        sch.reorder(tile_outer, *rest[tile + 1:], inner_outer, tile_inner, vector)
+        rest = [*rest[:tile], tile_outer]
+        outer = sch.fuse(*rest) if len(rest) > 1 else rest[0]
+    return (outer if outer is not None else inner_outer), vector
+
+
+def _parallel_tasks(sch: s_tir.Schedule, loop: LoopRV, elements: int) -> LoopRV:
+    """Split `loop` into at most MAX_TASKS parallel tasks of at least MIN_TASK_ELEMENTS elements."""
+    extent = _const(sch.get(loop).extent)
+    if extent is None:
+        sch.parallel(loop)
+        return loop
+    tasks = max(1, min(extent, elements // MIN_TASK_ELEMENTS, MAX_TASKS))
+    task, _ = sch.split(loop, [None, -(-extent // tasks)])
+    sch.parallel(task)
+    return task
+
+
+def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> LoopRV | None:
+    """Parallel tasks over the outer spatial loops of a normalized reduction block; returns the task loop.
+
+    None when the block has no spatial loop outside its reduction loops (a full
+    reduction would need rfactor) or TVM refuses.
+    """
+    loops = sch.get_loops(block)
+    kinds = _loop_kinds(sch, block, loops)
+    if kinds is None:
+        return None
+    spatial, reduction = [l for l, k in zip(loops, kinds) if k == "S"], [l for l, k in zip(loops, kinds) if k == "R"]
+    if not spatial or kinds != ["S"] * len(spatial) + ["R"] * len(reduction):
+        return None
+    if _product(sch, spatial) < 2:
+        return None
+    work = _product(sch, loops)
+    vector = _reduction_vector(sch, block, loops, len(spatial), lanes) if reduction else None
+    if len(spatial) > 1:  # the innermost spatial loop stays whole: plain indices in the reduction body
+        spatial = spatial[:-1]
+    try:
+        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        task = _parallel_tasks(sch, fused, work)
+    except RuntimeError:
+        return None
+    if vector is not None:
+        _vectorize_reduction(sch, block, loops[len(spatial)], reduction, vector)
+    elif not reduction and len(loops) > 1:  # reduction over a 1x1 window: only the init is left
+        _vectorize_innermost(sch, block, lanes)
+    return task
+
+
+def _reduction_vector(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], n_spatial: int, lanes: int) -> int | None:
+    """Vector width for the innermost spatial loop of a reduction, if output and inputs are contiguous along it."""
+    if n_spatial < 2 or _guarded_load(sch.get(block)):
+        return None
+    k = n_spatial - 1
+    extent = _const(sch.get(loops[k]).extent)
+    width = _vector_width(extent or 0, lanes)
+    if width < 2 or extent % width:
+        return None
+    strides = _strides(sch, block, loops)
+    write, reads = strides[0], strides[1:]
+    if write[k] != 1 or any(r[k] not in (0, 1) for r in reads):
+        return None
+    return width
+
+
+def _vectorize_reduction(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV, reduction: list[LoopRV], width: int) -> None:
+    """Move `loop` below the reduction loops and vectorize it, init included; partial failure is harmless."""
+    try:
+        outer, vector = sch.split(loop, [None, width])
+        sch.reorder(vector, *reduction)  # the slots of (vector, r...) in order become (r..., vector)
+        sch.reorder(*reduction, vector)
+        sch.vectorize(vector)
+        init = sch.decompose_reduction(block, reduction[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+    except RuntimeError:
+        pass  # loops moved but not vectorized: still a correct reduction
+
+
+def _vectorize_innermost(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None:
+    """Vectorize the block's innermost loop if it holds only this block and its accesses are contiguous."""
+    try:
+        inner = sch.get_loops(block)[-1]
+        extent = _const(sch.get(inner).extent)
+        width = _vector_width(extent or 0, lanes)
+        if width < 2 or not _untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1 or _guarded_load(sch.get(block)):
+            return
+        write, *reads = _strides(sch, block, [inner], width)
+        if write[0] != 1 or any(r[0] not in (0, 1) for r in reads):
+            return
+    except Exception:  # noqa: BLE001 - analysis of an unusual block must not stop the schedule
+        return
+    if extent % width == 0 or extent <= width:
+        _try(sch.vectorize, inner) if extent <= width else _split_vectorize(sch, inner, width)
+
+
+def _split_vectorize(sch: s_tir.Schedule, loop: LoopRV, width: int) -> None:
+    try:
+        _, vector = sch.split(loop, [None, width])
+        sch.vectorize(vector)
+    except RuntimeError:
+        pass  # serial inner loop: still correct
+
+
+def is_spatial(sch: s_tir.Schedule, block: SBlockRV) -> bool:
+    """Whether the block is injective: data-parallel iterators only and no reduction init."""
+    stmt = sch.get(block)
+    return stmt.init is None and all(iv.iter_type == tirx.IterVar.DataPar for iv in stmt.iter_vars)
+
+
+def block_lanes(sch: s_tir.Schedule, block: SBlockRV, target: Target) -> int:
+    """SIMD lanes of the target for the dtype the block writes (bool counted as a byte)."""
+    stmt = sch.get(block)
+    bits = max([DataType(str(r.source.dtype)).bits for r in stmt.writes] + [8])
+    vector_bits = int(llvm_get_vector_width(target)) if target.kind.name == "llvm" else 0
+    return max(1, (vector_bits if vector_bits > 0 else FALLBACK_VECTOR_BITS) // bits)
+
+
+def _vector_width(extent: int, lanes: int) -> int:
+    """Vector length for a loop of `extent`: no remainder, since TVM scalarizes a vector loop with one.
+
+    The native lanes when they divide the loop; the whole loop when it is at most four
+    registers long (LLVM splits a 37-lane vector into 16+16+4+1: measured 10x faster
+    than the scalar loop); else half or a quarter of the lanes; else 1: long rows of
+    odd length stay scalar loops, which LLVM vectorizes itself with a remainder loop.
+    """
+    if extent < 2 or lanes < 2:
+        return 1
+    if extent % lanes == 0:
+        return lanes
+    if extent <= 4 * lanes:
+        return extent
+    for width in (lanes // 2, lanes // 4):
+        if width >= 2 and extent % width == 0:
+            return width
+    return 1
+
+
+def _strides(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], width: int = 1) -> list[list[int | None]]:
+    """Per buffer access (the write first, then the reads), its element stride along each loop.
+
+    None where the access does not move linearly along the loop (a gather through an
+    index buffer, a reshape whose div/mod wraps inside the loop). Found symbolically:
+    with the loop at base + t, the flattened offset minus its value at t = 0 must
+    simplify to t * stride. With `width`, each loop it divides is taken as
+    q * width + t: the stride within one vector or tile (a reshape that wraps every 64
+    elements is contiguous in pieces of 16).
+    """
+    stmt = sch.get(block)
+    if len(stmt.writes) != 1:
+        raise ValueError("expected one write")
+    offsets = []
+    for region in (stmt.writes[0], *stmt.reads):
+        if any(_const(r.extent) != 1 for r in region.region):
+            offsets.append(None)
+        else:
+            offsets.append(region.source.offset_of([r.min for r in region.region])[0])
+    bindings = list(zip(stmt.iter_vars, _GET_SBLOCK_REALIZE(sch, block).iter_values))
+    fors = [sch.get(loop) for loop in loops]
+    strides = [[None] * len(loops) for _ in offsets]
+    for k, moved in enumerate(fors):
+        dtype = moved.loop_var.ty.dtype
+        t, q = tirx.Var("t", dtype), tirx.Var("q", dtype)
+        extent = _const(moved.extent)
+        chunked = width > 1 and extent is not None and extent % width == 0
+
+        def analyzer(lane) -> Analyzer:
+            result = Analyzer()
+            for loop in fors:
+                if loop is not moved:
+                    result.bind(loop.loop_var, Range.from_min_extent(loop.min, loop.extent))
+            result.bind(q, Range.from_min_extent(tirx.const(0, dtype), tirx.const(extent // width if chunked else 1, dtype)))
+            result.bind(t, Range.from_min_extent(tirx.const(0, dtype), tirx.const(width, dtype) if chunked else moved.extent))
+            result.bind(moved.loop_var, (moved.min + q * width if chunked else moved.min) + lane)
+            for iter_var, value in bindings:
+                result.bind(iter_var.var, value)
+            return result
+
+        at_t, at_0, at_1 = analyzer(t), analyzer(tirx.const(0, dtype)), analyzer(tirx.const(1, dtype))
+        for i, offset in enumerate(offsets):
+            if offset is None:
+                continue
+            if extent == 1:
+                strides[i][k] = 0
+                continue
+            origin = at_0.simplify(offset)
+            stride = _const(at_t.simplify(at_1.simplify(offset) - origin))
+            if stride is not None and _const(at_t.simplify(at_t.simplify(offset) - origin - t * stride)) == 0:
+                strides[i][k] = stride
+    return strides
+
+
+def _guarded_load(stmt: s_tir.SBlock) -> bool:
+    """Whether the block loads under `if_then_else` (padding): TVM cannot vectorize such a load."""
+    found = []
+
+    def visit(node) -> None:
+        if isinstance(node, tvm.ir.Call) and node.op.same_as(_IF_THEN_ELSE):
+            for branch in node.args[1:]:
+                tvm_ffi.structural_walk(branch, lambda n: found.append(n) if isinstance(n, tvm.ir.TensorLoad) else None)
+
+    tvm_ffi.structural_walk(stmt.body, visit)
+    return bool(found)
+
+
+def _own_loops(sch: s_tir.Schedule, block: SBlockRV) -> list[LoopRV] | None:
+    """The block's loops if they hold only this spatial block and nothing has scheduled them yet."""
+    if not is_spatial(sch, block):
+        return None
+    loops = sch.get_loops(block)
+    if not loops or not all(_untouched(sch, loop) for loop in loops):
+        return None
+    children = sch.get_child_blocks(loops[0])
+    if len(children) != 1 or not sch.get(children[0]).same_as(sch.get(block)):
+        return None
+    return loops
+
+
+def _loop_kinds(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> list[str] | None:
+    """'S' or 'R' per loop, from the block iterator it is bound to (None unless one-to-one)."""
+    stmt = sch.get(block)
+    kind_of = {}
+    for iter_var, value in zip(stmt.iter_vars, _GET_SBLOCK_REALIZE(sch, block).iter_values):
+        if isinstance(value, tirx.Var):
+            kind_of[value] = "S" if iter_var.iter_type == tirx.IterVar.DataPar else "R"
+        elif _const(value) is None:
+            return None
+    kinds = [kind_of.get(sch.get(loop).loop_var) for loop in loops]
+    return None if None in kinds else kinds
+
+
+def _inline_spatial_chains(sch: s_tir.Schedule) -> None:
+    """Inline spatial blocks whose consumers are all spatial (not into reductions: see SpatialReduction)."""
+    changed = True
+    while changed:
+        changed = False
+        for block in _top_blocks(sch):
+            consumers = sch.get_consumers(block)
+            if consumers and is_spatial(sch, block) and all(is_spatial(sch, c) for c in consumers):
+                changed = _try(sch.compute_inline, block) or changed
+
+
+def _top_blocks(sch: s_tir.Schedule) -> list[SBlockRV]:
+    return sch.get_child_blocks(get_root_block(sch))
+
+
+def _product(sch: s_tir.Schedule, loops: list[LoopRV]) -> int:
+    size = 1
+    for loop in loops:
+        size *= _const(sch.get(loop).extent) or 1
+    return size
+
+
+def _untouched(sch: s_tir.Schedule, loop: LoopRV) -> bool:
+    stmt = sch.get(loop)
+    return stmt.kind == tirx.ForKind.SERIAL and not stmt.annotations and stmt.thread_binding is None
+
+
+def _try(primitive: Callable, *args, **kwargs) -> bool:
+    """Apply a schedule primitive that may not apply here (TVM refuses before changing anything)."""
+    try:
+        primitive(*args, **kwargs)
+    except (RuntimeError, ValueError):  # ScheduleError, TVM internal errors, stale block handles
+        return False
+    return True
+
+
+def _const(expr) -> int | None:
+    return int(expr.value) if isinstance(expr, tirx.IntImm) else None

@@ -1,0 +1,272 @@
+"""Depthwise conv2d on CPU in the blocked channel layout NCHW16c (MobileNet's 3x3 convs).
+
+Data is [N, C/16, H, W, 16], the kernel [C/16, 1, R, S, 16] (OIHW16o of a depthwise
+OIHW kernel) and the output [N, C/16, OH, OW, 16]:
+
+    out[n, c, y, x, ci] = sum_{r,s} padded[n, c, y*stride + r, x*stride + s, ci] * kernel[c, 0, r, s, ci]
+
+Every channel is its own convolution, so the kernel is memory-bound (2 * R * S flops per
+output value): the schedule streams the data once. It keeps an (cor x ohr x owr) tile of
+16-wide output vectors in a local accumulator, adds the R x S taps into it unrolled,
+runs (n, c-block, oh-outer) in parallel and inlines the padding into the convolution
+(measured faster here than a padded copy, in a stage of its own or per row band). In a
+model the same anchor comes with its bias and ReLU6 (add, maximum, minimum), which are
+folded into the accumulator's write-back.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from tvm import s_tir, te, tirx
+from tvm.sym import Analyzer, detect_linear_equation
+
+from schedules.default import schedule_leftover_blocks
+from schedules.matching import anchor_block, fuse_epilogue, top_blocks
+from schedules.space import Config, ConfigSpace
+from schedules.template import Template, Workload
+from targets import Device
+
+BLOCK = 16
+#: Vector registers the accumulator tile may take (AVX-512 and NEON both have 32).
+MAX_ACCUMULATORS = 16
+#: Workload shape arguments, in the order `--shape` gives them.
+DIMS = ("N", "C", "H", "W", "R", "S", "stride", "pad")
+
+
+def depthwise_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -> te.Tensor:
+    """Depthwise conv2d of NCHW[x]c data with a [C/x, 1, R, S, x] kernel, symmetric stride and padding.
+
+    The padding is a stage of its own named "pad" (only when pad > 0), the convolution
+    is named "depthwise_conv2d". Shapes may be int32 or int64 (as relax gives them).
+    """
+    n, cblocks, h, w, cb = data.shape
+    _, _, r, s, _ = kernel.shape
+    oh = (h + 2 * pad - r) // stride + 1
+    ow = (w + 2 * pad - s) // stride + 1
+    padded = data
+    if pad > 0:
+        padded = te.compute(
+            (n, cblocks, h + 2 * pad, w + 2 * pad, cb),
+            lambda b, c, y, x, ci: tirx.if_then_else(
+                tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad),
+                data[b, c, y - pad, x - pad, ci], tirx.const(0, data.dtype)),
+            name="pad",
+        )
+    rr, ss = te.reduce_axis((0, r), name="r"), te.reduce_axis((0, s), name="s")
+    return te.compute(
+        (n, cblocks, oh, ow, cb),
+        lambda b, c, y, x, ci: te.sum(
+            padded[b, c, y * stride + rr, x * stride + ss, ci] * kernel[c, 0, rr, ss, ci], axis=[rr, ss]),
+        name="depthwise_conv2d",
+    )
+
+
+class DepthwiseConv2dCPU(Template):
+    name = "depthwise_conv2d_nchwc.cpu"
+    op = "depthwise_conv2d"
+    family = "cpu"
+    version = 1
+
+    def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
+        if len(shape) != len(DIMS) or any(int(d) < 0 for d in shape) or any(int(d) < 1 for d in shape[:7]):
+            raise ValueError(f"depthwise_conv2d needs a shape {','.join(DIMS)} of non-negative integers "
+                             f"(positive but for pad), got {','.join(map(str, shape))}")
+        if dtype != "float32":
+            raise ValueError(f"depthwise_conv2d: dtype {dtype!r} is not supported yet (float32 only)")
+        n, c, h, w, r, s, stride, pad = (int(d) for d in shape)
+        if c % BLOCK:
+            raise ValueError(f"depthwise_conv2d: channels must be a multiple of {BLOCK} (NCHW{BLOCK}c), got {c}")
+        if h + 2 * pad < r or w + 2 * pad < s:
+            raise ValueError("depthwise_conv2d: the kernel is larger than the padded input")
+        return Workload.make(self.op, N=n, C=c, H=h, W=w, R=r, S=s, stride=stride, pad=pad, dtype=dtype)
+
+    @staticmethod
+    def out_size(wl: Workload) -> tuple[int, int]:
+        return ((wl["H"] + 2 * wl["pad"] - wl["R"]) // wl["stride"] + 1,
+                (wl["W"] + 2 * wl["pad"] - wl["S"]) // wl["stride"] + 1)
+
+    def match(self, sch: s_tir.Schedule) -> Workload | None:
+        block = anchor_block(sch)
+        found = _match_depthwise(sch, block) if block is not None else None
+        if found is None:
+            return None
+        try:
+            wl = self.workload([found[d] for d in DIMS], found["dtype"])
+        except ValueError:
+            return None
+        out_shape = [int(d) for d in sch.get(block).writes[0].source.shape]
+        return wl if out_shape == [wl["N"], wl["C"] // BLOCK, *self.out_size(wl), BLOCK] else None
+
+    def compute(self, wl: Workload) -> tirx.PrimFunc:
+        n, c, h, w, r, s = (wl[x] for x in ("N", "C", "H", "W", "R", "S"))
+        data = te.placeholder((n, c // BLOCK, h, w, BLOCK), wl["dtype"], name="data")
+        kernel = te.placeholder((c // BLOCK, 1, r, s, BLOCK), wl["dtype"], name="kernel")
+        return te.create_prim_func([data, kernel, depthwise_nchwc(data, kernel, wl["stride"], wl["pad"])])
+
+    def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
+        oh, ow = self.out_size(wl)
+        space = ConfigSpace()
+        space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
+        space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
+        space.define_split("tile_c", wl["C"] // BLOCK, 2, policy="factors", max_factor=4)
+        space.define_knob("order", ["ch", "hc"])
+        budget = _tile_budget(wl, device)
+        space.add_constraint(
+            f"accumulator tile of at most {MAX_ACCUMULATORS} vector registers",
+            lambda c: c["tile_ow"][1] * c["tile_oh"][1] * c["tile_c"][1] <= budget,
+        )
+        return space
+
+    def default_values(self, wl: Workload, device: Device, space: ConfigSpace) -> dict[str, Any]:
+        """A row of about half the accumulator budget (8 pixels on AVX-512), 2 channel blocks on small planes.
+
+        The row is the divisor of OW nearest that target (OW itself when it is prime and
+        small); a plane of at most 14 x 14 outputs also takes two channel blocks, which
+        gives a parallel task more work.
+        """
+        oh, ow = self.out_size(wl)
+        budget = _tile_budget(wl, device)
+        target = max(1, budget // 2)
+        owr = min((d for d in range(1, min(ow, budget) + 1) if ow % d == 0), key=lambda d: (abs(d - target), d))
+        cor = 2 if oh * ow <= 196 and (wl["C"] // BLOCK) % 2 == 0 and 2 * owr <= budget else 1
+        return {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_c": (wl["C"] // BLOCK // cor, cor),
+                "order": "ch"}
+
+    def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
+        block = anchor_block(sch)
+        for producer in sch.get_producers(block):  # the padding: read in place, no copy
+            sch.compute_inline(producer)
+        n, c, oh, ow, ci, r, s = sch.get_loops(block)
+        c0, c1 = sch.split(c, list(cfg["tile_c"]))
+        oh0, oh1 = sch.split(oh, list(cfg["tile_oh"]))
+        ow0, ow1 = sch.split(ow, list(cfg["tile_ow"]))
+        outer = [n, c0, oh0] if cfg["order"] == "ch" else [n, oh0, c0]
+        sch.reorder(*outer, ow0, r, s, c1, oh1, ow1, ci)
+        write_back = sch.cache_write(block, 0, "local")
+        leftovers = fuse_epilogue(sch, write_back)
+        sch.reverse_compute_at(write_back, ow0)
+        sch.parallel(sch.fuse(*outer))
+        for loop in (r, s, c1, oh1, ow1):
+            sch.unroll(loop)
+        sch.vectorize(ci)
+        init = sch.decompose_reduction(block, r)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.vectorize(sch.get_loops(write_back)[-1])
+        schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
+
+    def flops(self, wl: Workload) -> int:
+        oh, ow = self.out_size(wl)
+        return 2 * wl["N"] * wl["C"] * oh * ow * wl["R"] * wl["S"]
+
+    def bytes_moved(self, wl: Workload) -> int:
+        """Bytes read and written once each (data, kernel, output): the memory-bound floor."""
+        oh, ow = self.out_size(wl)
+        elements = wl["N"] * wl["C"] * (wl["H"] * wl["W"] + oh * ow) + wl["C"] * wl["R"] * wl["S"]
+        return elements * np.dtype(wl["dtype"]).itemsize
+
+    def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:
+        n, c, h, w, r, s = (wl[x] for x in ("N", "C", "H", "W", "R", "S"))
+        data = rng.uniform(-1, 1, (n, c // BLOCK, h, w, BLOCK)).astype(wl["dtype"])
+        kernel = rng.uniform(-1, 1, (c // BLOCK, 1, r, s, BLOCK)).astype(wl["dtype"])
+        return [data, kernel]
+
+    def reference(self, wl: Workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        data, kernel = inputs
+        pad, stride = wl["pad"], wl["stride"]
+        r, s = kernel.shape[2:4]
+        padded = np.pad(data, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)))
+        windows = sliding_window_view(padded, (r, s), axis=(2, 3))[:, :, ::stride, ::stride]  # n c y x ci r s
+        out = np.einsum("ncyxirs,crsi->ncyxi", windows, kernel[:, 0], optimize=True)
+        return out.astype(data.dtype)
+
+
+def _tile_budget(wl: Workload, device: Device) -> int:
+    """Output pixels of one channel block the accumulator tile may hold."""
+    vectors_per_block = max(1, BLOCK // device.vector_lanes(wl["dtype"]))
+    return max(1, MAX_ACCUMULATORS // vectors_per_block)
+
+
+def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
+    """The depthwise arguments of `block` read from its TIR, or None when it is not one.
+
+    The block must be `out[n, c, y, x, i] += data[n, c, y*st + r, x*st + s, i] * kernel[c, 0, r, s, i]`
+    over 5 spatial and 2 reduction axes; the data is the output of a padding block when
+    there is one, whose input gives N, C, H, W.
+    """
+    stmt = sch.get(block)
+    spatial = [iv.var for iv in stmt.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    reduce = [iv.var for iv in stmt.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    if len(spatial) != 5 or len(reduce) != 2 or len(stmt.writes) != 1:
+        return None
+    out = stmt.writes[0].source
+    reads = [region for region in stmt.reads if not region.source.same_as(out)]
+    if len(reads) != 2 or not _is_multiply_accumulate(stmt.body):
+        return None
+    if not _same_vars([r.min for r in stmt.writes[0].region], spatial):
+        return None
+    n, c, y, x, i = spatial
+    data, kernel = None, None
+    for region in reads:
+        index = [r.min for r in region.region]
+        if len(index) != 5:
+            return None
+        if _same_vars([index[0], index[2], index[3], index[4]], [c, *reduce, i]) and _is_zero(index[1]):
+            kernel = region
+        else:
+            data = region
+    if data is None or kernel is None:
+        return None
+    index = [r.min for r in data.region]
+    if not _same_vars([index[0], index[1], index[4]], [n, c, i]):
+        return None
+    strides = []
+    for idx, var, tap in ((index[2], y, reduce[0]), (index[3], x, reduce[1])):
+        coeffs = detect_linear_equation(idx, [var])
+        if len(coeffs) != 2 or not isinstance(coeffs[0], tirx.IntImm) or not Analyzer().can_prove_equal(coeffs[1], tap):
+            return None
+        strides.append(int(coeffs[0]))
+    if strides[0] != strides[1] or strides[0] < 1:
+        return None
+    padded_shape = [int(d) for d in data.source.shape]
+    source_shape = _pad_input_shape(sch, data.source, padded_shape)
+    if source_shape is None or len(source_shape) != 5 or source_shape[4] != padded_shape[4] or source_shape[:2] != padded_shape[:2]:
+        return None
+    pad_h, pad_w = padded_shape[2] - source_shape[2], padded_shape[3] - source_shape[3]
+    if pad_h != pad_w or pad_h % 2 or pad_h < 0:
+        return None
+    kernel_shape = [int(d) for d in kernel.source.shape]
+    if kernel_shape[1] != 1 or kernel_shape[0] != padded_shape[1] or not kernel_shape[4] == padded_shape[4] == BLOCK:
+        return None
+    bn, cblocks, h, w, cb = source_shape
+    return {"N": bn, "C": cblocks * cb, "H": h, "W": w, "R": kernel_shape[2], "S": kernel_shape[3],
+            "stride": strides[0], "pad": pad_h // 2, "dtype": str(out.dtype)}
+
+
+def _pad_input_shape(sch: s_tir.Schedule, buffer: tirx.Buffer, shape: list[int]) -> list[int] | None:
+    """Shape of the padding's input when a block produces `buffer`, `shape` when no block does, else None."""
+    for block in top_blocks(sch):
+        stmt = sch.get(block)
+        if any(region.source.same_as(buffer) for region in stmt.writes):
+            sources = [region.source for region in stmt.reads]
+            if len(sources) != 1:  # not a padding
+                return None
+            return [int(d) for d in sources[0].shape]
+    return shape
+
+
+def _same_vars(exprs: Sequence[tirx.PrimExpr], variables: Sequence[tirx.Var]) -> bool:
+    return len(exprs) == len(variables) and all(
+        isinstance(e, tirx.Var) and e.same_as(v) for e, v in zip(exprs, variables))
+
+
+def _is_zero(expr: tirx.PrimExpr) -> bool:
+    return isinstance(expr, tirx.IntImm) and int(expr) == 0
+
+
+def _is_multiply_accumulate(body: tirx.Stmt) -> bool:
+    """The block body is `out[..] = out[..] + a[..] * b[..]`."""
+    return (isinstance(body, tirx.BufferStore) and isinstance(body.value, tirx.Add)
+            and isinstance(body.value.b, tirx.Mul))
