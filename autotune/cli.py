@@ -60,7 +60,9 @@ class ProgressLine:
 
     def __call__(self, p: Progress) -> None:
         best = f"{p.best_gflops:.1f} GFLOPS" if p.best_gflops else "none yet"
-        text = f"[{p.measured:>{len(str(p.budget))}}/{p.budget}] errors {p.errors} | best {best} | {p.elapsed:.0f}s"
+        self.write(f"[{p.measured:>{len(str(p.budget))}}/{p.budget}] errors {p.errors} | best {best} | {p.elapsed:.0f}s")
+
+    def write(self, text: str) -> None:
         if self.live:
             self.stream.write("\r" + text + "\033[K")
         else:
@@ -72,7 +74,7 @@ class ProgressLine:
             self.stream.write("\n")
 
 
-def cmd_tune_op(args: argparse.Namespace) -> int:
+def check_tuning_flags(args: argparse.Namespace) -> None:
     for flag in ("trials", "batch_size", "repeat", "early_stopping"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -84,6 +86,14 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         raise UsageError(f"--run-timeout must be positive, got {args.run_timeout:g}")
     if (args.tracker or args.rpc_key) and not args.rpc:
         raise UsageError("--tracker and --rpc-key take effect with --rpc only")
+
+
+def timing_options(args: argparse.Namespace) -> TimingOptions:
+    return TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms, timeout=args.run_timeout)
+
+
+def cmd_tune_op(args: argparse.Namespace) -> int:
+    check_tuning_flags(args)
     try:
         task = Task.create(args.op, parse_shape(args.shape), args.dtype, args.device)
         size = len(task.space)
@@ -93,7 +103,7 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         check_readable(args.transfer_log)
         if args.tuner != "xgb":
             raise UsageError("--transfer-log needs the model-guided tuner (--tuner xgb)")
-    timing = TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms, timeout=args.run_timeout)
+    timing = timing_options(args)
     tracker = rpc_tracker(args, task.device)
     log = args.log or f"{task.workload.op}-{args.shape.replace(',', 'x')}-{task.device.name}.jsonl"
     check_writable(log)
@@ -204,6 +214,199 @@ def cmd_model_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
+    """--input-shape name:1x3x224x224 (repeatable)."""
+    shapes = {}
+    for item in items or []:
+        name, sep, dims = item.rpartition(":")
+        if not sep or not name:
+            raise UsageError(f"malformed --input-shape {item!r}: expected NAME:DIMS like input:1x3x224x224")
+        shapes[name] = parse_shape(dims)
+    return shapes
+
+
+def open_model(args: argparse.Namespace):
+    """(ONNX model, input shapes, lowered module, device) for the model commands; usage errors in one line."""
+    from autotune.model import ModelError, from_onnx, lower, read_model, resolve_shapes
+    from targets import get_device
+
+    try:
+        device = get_device(args.device)
+        model = read_model(args.model)
+        shapes = resolve_shapes(model, parse_input_shapes(args.input_shape))
+    except (ModelError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    print(f"importing {args.model} ...", file=sys.stderr)
+    try:
+        module = lower(from_onnx(model, shape_dict=shapes))
+    except Exception as error:  # noqa: BLE001 - the importer's failures on a checked model: one line
+        raise UsageError(f"cannot import {args.model}: {str(error).strip().splitlines()[-1]}") from None
+    return model, shapes, module, device
+
+
+def read_logs(paths: list[str] | None, device: Device) -> list:
+    """The usable records of the given logs; one line per log that has unusable ones."""
+    from autotune.logbook import validate
+
+    records = []
+    for path in paths or []:
+        check_readable(path)
+        report = validate(path, device)
+        records += report.usable()
+        if not report.ok:
+            counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items() if n and kind != "valid")
+            print(f"{path}: {report.valid} of {report.total} lines used ({counts}; `autotune log validate` lists them)",
+                  file=sys.stderr)
+    return records
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from autotune.compile import extract_tasks, primfuncs
+
+    _, _, module, device = open_model(args)
+    tasks = extract_tasks(module, device)
+    total = sum(t.flops for t in tasks) or 1
+    print(f"{'#':>3}  {'workload':70s} {'template':28s} {'calls':>5}  {'MFLOP':>8}  share")
+    for n, t in enumerate(tasks, 1):
+        print(f"{n:>3}  {str(t.task.workload):70s} {t.task.template.name:28s} {t.calls:>5}  {t.flops / 1e6:>8.1f}  {t.flops / total:>5.1%}")
+    owned = {name for t in tasks for name in t.functions}
+    others = sorted(set(primfuncs(module)) - owned)
+    print(f"{len(tasks)} tasks; {len(others)} other functions get default schedules: {', '.join(others)}")
+    return 0
+
+
+class ModelProgressLine(ProgressLine):
+    def __call__(self, p) -> None:
+        state = p.current
+        text = (f"[{p.measured:>{len(str(p.budget))}}/{p.budget}] {p.elapsed:.0f}s | tuned operators "
+                f"{p.latency * 1e3:.2f} ms/inference | errors {p.errors} | {state.model_task.task.workload}")
+        self.write(text)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from autotune.compile import extract_tasks
+    from autotune.scheduler import tune_model
+
+    check_tuning_flags(args)
+    if args.minutes is not None and args.minutes <= 0:
+        raise UsageError(f"--minutes must be positive, got {args.minutes:g}")
+    _, _, module, device = open_model(args)
+    tasks = extract_tasks(module, device)
+    if not tasks:
+        print("no operator of this model has a template: nothing to tune")
+        return 0
+    tracker = rpc_tracker(args, device)
+    log = args.log or f"{os.path.splitext(os.path.basename(args.model))[0]}-{device.name}.jsonl"
+    check_writable(log)
+    print(f"{len(tasks)} tasks, {args.trials} trials, tuner {args.tuner}, log {log}", file=sys.stderr)
+    progress = ModelProgressLine()
+    timing = timing_options(args)
+    try:
+        runner = RPCRunner(tracker, device.family, timing) if tracker else LocalRunner(timing)
+        with LocalBuilder() as builder, runner:
+            result = tune_model(tasks, args.trials, log, args.tuner, builder, runner, batch_size=args.batch_size,
+                                max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
+                                on_progress=progress)
+    except KeyboardInterrupt:
+        progress.done()
+        print(f"interrupted: every finished measurement is in {log}; run the same command to resume", file=sys.stderr)
+        return 130
+    except DeviceLostError as error:
+        progress.done()
+        print(f"autotune: device lost: {error}", file=sys.stderr)
+        return 1
+    progress.done()
+    total = result.latency or 1
+    print(f"measured {result.measured} new configs in {result.elapsed:.0f}s; tuned operators: {result.latency * 1e3:.3f} ms per inference")
+    print(f"{'workload':70s} {'calls':>5} {'trials':>6} {'best ms':>9} {'GFLOPS':>7}  share")
+    for state in result.tasks:
+        task, best = state.model_task.task, state.session.best_cost
+        best_text = f"{best * 1e3:9.4f} {task.gflops(best):7.1f}" if best < float("inf") else f"{'-':>9} {'-':>7}"
+        print(f"{str(task.workload):70s} {state.model_task.calls:>5} {state.trials:>6} {best_text}  {state.latency / total:5.1%}")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model, thread_pool_for
+
+    model, shapes, module, device = open_model(args)
+    records = read_logs(args.log, device)
+    scheduled, coverage = schedule_model(module, device, records)
+    print(coverage.summary())
+    if args.strict and (coverage.fallback or coverage.failed):
+        for name in coverage.fallback:
+            print(f"untuned: {name}")
+        for name in coverage.failed:
+            print(f"tuned config did not apply: {name}")
+        print(f"autotune: --strict: {len(coverage.fallback) + len(coverage.failed)} tasks would use a fallback", file=sys.stderr)
+        return 1
+    executable = compile_model(scheduled, device)
+    dtypes = {v.name: str(onnx_dtype(v)) for v in model.graph.input}
+    inputs = {name: (dims, dtypes[name]) for name, dims in shapes.items()}
+    export_model(executable, device, args.output, inputs, thread_pool_for(extract_tasks(module, device), records))
+    if not device.cross_compiler:
+        load_model(args.output)  # it loads back
+    print(f"wrote {args.output} (and {args.output}.json)")
+    return 0
+
+
+def onnx_dtype(value) -> str:
+    import onnx
+
+    return str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from autotune.bench import ORTRunner, VMRunner, compare, onnxruntime_available, random_inputs
+    from autotune.compile import compile_model, schedule_model
+
+    model, shapes, module, device = open_model(args)
+    if device.cross_compiler or device.family != "cpu":
+        raise UsageError(f"bench runs on this machine; device {device.name!r} is not it")
+    records = read_logs(args.log, device)
+    feeds = random_inputs(model, shapes)
+    runners = {}
+    if records:
+        scheduled, coverage = schedule_model(module, device, records)
+        print(f"tuned: {coverage.summary()}", file=sys.stderr)
+        runners["tuned"] = VMRunner(compile_model(scheduled, device), feeds)
+    untuned, _ = schedule_model(module, device, tuned=False)
+    runners["untuned"] = VMRunner(compile_model(untuned, device), feeds)
+    if not args.no_ort and onnxruntime_available():
+        runners["onnxruntime"] = ORTRunner(model, feeds, device.num_threads)
+    elif not args.no_ort:
+        print("onnxruntime is not installed (pip install 'autotune[ort]'): comparing the TVM builds only", file=sys.stderr)
+    reference = "onnxruntime" if "onnxruntime" in runners else "untuned"
+    timings = compare(runners, reference, rounds=args.rounds, log=lambda line: print(line, file=sys.stderr))
+    base = {t.name: t.median_seconds for t in timings}[reference]
+    print(f"{'':12s} {'median ms':>10}  {'vs ' + reference:>16}  output vs {reference}")
+    for t in timings:
+        check = "reference" if t.name == reference else f"max abs diff {t.max_abs_diff:.2g}" + ("" if t.close else " (NOT within 1e-4)")
+        print(f"{t.name:12s} {t.median_seconds * 1e3:10.3f}  {t.median_seconds / base:15.2f}x  {check}")
+    return 0 if all(t.close for t in timings) else 1
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX model file")
+    parser.add_argument("--input-shape", action="append", metavar="NAME:DIMS", help="an input's shape, e.g. input:1x3x224x224 (repeatable)")
+    parser.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
+
+
+def add_tuning_flags(parser: argparse.ArgumentParser, default_trials: int) -> None:
+    parser.add_argument("--trials", type=int, default=default_trials, help=f"new measurements to make (default {default_trials})")
+    parser.add_argument("--tuner", choices=sorted(TUNERS), default="xgb", help="search strategy (default xgb)")
+    parser.add_argument("--rpc", action="store_true", help="measure on the device through a TVM RPC tracker")
+    parser.add_argument("--tracker", help="HOST:PORT of the tracker (default TVM_TRACKER_HOST:TVM_TRACKER_PORT)")
+    parser.add_argument("--rpc-key", help="device key at the tracker (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=16, help="candidates built and measured per round")
+    parser.add_argument("--seed", type=int, default=0)
+    timing = TimingOptions()
+    parser.add_argument("--repeat", type=int, default=timing.repeat, help="timed repeats per candidate; the median counts")
+    parser.add_argument("--min-repeat-ms", type=int, default=timing.min_repeat_ms, help="shortest repeat; calls are added until reached")
+    parser.add_argument("--cooldown-ms", type=int, default=timing.cooldown_ms, help="pause between repeats")
+    parser.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from schedules import default_registry
 
@@ -212,25 +415,41 @@ def build_parser() -> argparse.ArgumentParser:
     ops = ", ".join(default_registry().ops())
     tune_op = commands.add_parser("tune-op", help="tune one operator", description=f"Tune one operator ({ops}).")
     tune_op.add_argument("op", help=f"operator: {ops}")
-    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; conv2d: N,C,H,W,K,R,S,stride,pad")
+    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; batch_matmul: B,M,N,K; conv2d: N,C,H,W,K,R,S,stride,pad; "
+                         "depthwise_conv2d: N,C,H,W,R,S,stride,pad")
     tune_op.add_argument("--dtype", default="float32")
-    tune_op.add_argument("--trials", type=int, default=200, help="new measurements to make (default 200)")
-    tune_op.add_argument("--tuner", choices=sorted(TUNERS), default="xgb", help="search strategy (default xgb)")
+    tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
+    add_tuning_flags(tune_op, default_trials=200)
     tune_op.add_argument("--transfer-log", help="log of other workloads of the same template to warm-start the model")
     tune_op.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <op>-<shape>-<device>.jsonl)")
-    tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
-    tune_op.add_argument("--rpc", action="store_true", help="measure on the device through a TVM RPC tracker")
-    tune_op.add_argument("--tracker", help="HOST:PORT of the tracker (default TVM_TRACKER_HOST:TVM_TRACKER_PORT)")
-    tune_op.add_argument("--rpc-key", help="device key at the tracker (default: the preset's)")
-    tune_op.add_argument("--batch-size", type=int, default=16, help="candidates built and measured per round")
     tune_op.add_argument("--early-stopping", type=int, help="stop after this many trials without improvement")
-    tune_op.add_argument("--seed", type=int, default=0)
-    timing = TimingOptions()
-    tune_op.add_argument("--repeat", type=int, default=timing.repeat, help="timed repeats per candidate; the median counts")
-    tune_op.add_argument("--min-repeat-ms", type=int, default=timing.min_repeat_ms, help="shortest repeat; calls are added until reached")
-    tune_op.add_argument("--cooldown-ms", type=int, default=timing.cooldown_ms, help="pause between repeats")
-    tune_op.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
     tune_op.set_defaults(run=cmd_tune_op)
+
+    tune = commands.add_parser("tune", help="tune an ONNX model's operators",
+                               description="Tune every operator of an ONNX model that has a template, within one trial budget.")
+    add_model_flags(tune)
+    add_tuning_flags(tune, default_trials=2000)
+    tune.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <model>-<device>.jsonl)")
+    tune.add_argument("--minutes", type=float, help="stop after this much wall time, whatever trials are left")
+    tune.set_defaults(run=cmd_tune, early_stopping=None)
+
+    tasks = commands.add_parser("tasks", help="list the tuning tasks of an ONNX model")
+    add_model_flags(tasks)
+    tasks.set_defaults(run=cmd_tasks)
+
+    compile_ = commands.add_parser("compile", help="compile an ONNX model with the best configs of tuning logs")
+    add_model_flags(compile_)
+    compile_.add_argument("--log", action="append", help="tuning log (repeatable); untuned tasks get their template's default")
+    compile_.add_argument("-o", "--output", required=True, help="shared library to write (a manifest goes beside it)")
+    compile_.add_argument("--strict", action="store_true", help="fail, naming them, if any task would use a fallback")
+    compile_.set_defaults(run=cmd_compile)
+
+    bench = commands.add_parser("bench", help="time an ONNX model tuned, untuned and in ONNX Runtime")
+    add_model_flags(bench)
+    bench.add_argument("--log", action="append", help="tuning log (repeatable)")
+    bench.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    bench.add_argument("--no-ort", action="store_true", help="do not compare with ONNX Runtime")
+    bench.set_defaults(run=cmd_bench)
 
     devices = commands.add_parser("devices", help="list device presets and the devices a tracker knows")
     devices.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker (or TVM_TRACKER_HOST/TVM_TRACKER_PORT)")

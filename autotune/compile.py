@@ -8,6 +8,8 @@ none) and every other function with a default schedule, and says which got what.
 """
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from autotune.records import Record
 from autotune.task import Task
 from schedules import Config, Template, TemplateRegistry, Workload, default_registry
 from schedules.default import schedule_default
+from schedules.threading import thread_pool_setting
 from targets import Device
 
 
@@ -143,3 +146,49 @@ def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tirx.PrimFunc | N
 def compile_model(module: tvm.IRModule, device: Device) -> relax.Executable:
     """Build a scheduled model for the device (the device's host target for the VM code)."""
     return tvm.compile(module, target=device.tvm_target)
+
+
+def thread_pool_for(tasks: list[ModelTask], records: Iterable[Record]) -> tuple[int, int] | None:
+    """(mode, threads) for `runtime.config_threadpool` at deployment, from the tuned configs.
+
+    On big.LITTLE devices thread count and core affinity are knobs of every task; a model
+    runs with one thread pool, so it takes the setting of the task that costs the model
+    the most time. None when the device has no such knobs or nothing was tuned.
+    """
+    records = list(records)
+    weighted = []
+    for model_task in tasks:
+        best = model_task.task.best(records)
+        if best is not None and thread_pool_setting(best[0].values) is not None:
+            weighted.append((model_task.calls * best[1].cost, thread_pool_setting(best[0].values)))
+    return max(weighted)[1] if weighted else None
+
+
+def export_model(executable: relax.Executable, device: Device, path: str, inputs: dict[str, tuple[list[int], str]],
+                 thread_pool: tuple[int, int] | None = None) -> str:
+    """Write the device's shared library and, beside it, a manifest (`<path>.json`) of what it needs at run time."""
+    device.export_library(executable, path)
+    manifest = {"device": device.name, "target": device.target, "inputs": inputs,
+                "thread_pool": list(thread_pool) if thread_pool else None}
+    with open(path + ".json", "w") as stream:
+        json.dump(manifest, stream, indent=1)
+    return path + ".json"
+
+
+def load_model(path: str, session=None) -> relax.VirtualMachine:
+    """A compiled model's VM, with its manifest's thread pool applied first.
+
+    `session` is a TVM RPC session for a model that runs on a remote device (the library
+    is uploaded there); None runs on this machine.
+    """
+    with open(path + ".json") as stream:
+        manifest = json.load(stream)
+    if session is None:
+        dev, lib, config_threadpool = tvm.cpu(), tvm.runtime.load_module(path), tvm.get_global_func("runtime.config_threadpool")
+    else:
+        session.upload(path)
+        dev, lib = session.cpu(), session.load_module(os.path.basename(path))
+        config_threadpool = session.get_function("runtime.config_threadpool")
+    if manifest.get("thread_pool"):
+        config_threadpool(*manifest["thread_pool"])
+    return relax.VirtualMachine(lib, dev)

@@ -25,11 +25,8 @@ class ModelError(ValueError):
     """The model file or its input shapes cannot be used (a user mistake, said in one line)."""
 
 
-def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
-    """The model as a Relax module, legalized and fused (`relax.get_pipeline("zero")`).
-
-    `shapes` gives input shapes by name; needed for inputs with symbolic dimensions.
-    """
+def read_model(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """The ONNX model in a file, checked with onnx's checker (ModelError: one line on why not)."""
     if isinstance(source, onnx.ModelProto):
         model = source
     else:
@@ -43,16 +40,41 @@ def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, 
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
         raise ModelError(f"invalid ONNX model: {str(error).strip().splitlines()[0]}") from None
+    return model
+
+
+def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, list[int]]:
+    """Every input's shape: from the model, or from `shapes` (needed for symbolic dimensions)."""
     inputs = input_shapes(model)
-    shapes = dict(shapes or {})
+    shapes = {name: list(dims) for name, dims in (shapes or {}).items()}
     unknown = sorted(set(shapes) - set(inputs))
     if unknown:
         raise ModelError(f"unknown input {unknown[0]!r}; the model's inputs: {', '.join(inputs)}")
     for name, dims in inputs.items():
         if name not in shapes and any(not isinstance(d, int) for d in dims):
             raise ModelError(f"input {name!r} has a dimension without size {dims}; give it with --input-shape {name}:...")
-    module = from_onnx(model, shape_dict={**{n: list(d) for n, d in inputs.items()}, **shapes})
-    return lower(module)
+    return {name: shapes.get(name, dims) for name, dims in inputs.items()}
+
+
+def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
+    """The model as a Relax module of fused PrimFuncs (see `lower`).
+
+    `shapes` gives input shapes by name; needed for inputs with symbolic dimensions.
+    """
+    model = read_model(source)
+    return lower(from_onnx(model, shape_dict=resolve_shapes(model, shapes)))
+
+
+def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
+    """Graph inputs that are not initializers, with their dims (names for symbolic ones)."""
+    initializers = {init.name for init in model.graph.initializer}
+    shapes = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    return shapes
 
 
 def lower(module: tvm.IRModule) -> tvm.IRModule:
@@ -102,18 +124,6 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 
 def _shape(expr: relax.Expr) -> list[int]:
     return [int(d) for d in expr.ty.shape.values]
-
-
-def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
-    """Graph inputs that are not initializers, with their dims (names for symbolic ones)."""
-    initializers = {init.name for init in model.graph.initializer}
-    shapes = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-    return shapes
 
 
 def build(module: tvm.IRModule, device: Device) -> relax.Executable:

@@ -6,12 +6,14 @@ OIHW kernel) and the output [N, C/16, OH, OW, 16]:
     out[n, c, y, x, ci] = sum_{r,s} padded[n, c, y*stride + r, x*stride + s, ci] * kernel[c, 0, r, s, ci]
 
 Every channel is its own convolution, so the kernel is memory-bound (2 * R * S flops per
-output value): the schedule streams the data once. It keeps an (cor x ohr x owr) tile of
-16-wide output vectors in a local accumulator, adds the R x S taps into it unrolled,
-runs (n, c-block, oh-outer) in parallel and inlines the padding into the convolution
-(measured faster here than a padded copy, in a stage of its own or per row band). In a
-model the same anchor comes with its bias and ReLU6 (add, maximum, minimum), which are
-folded into the accumulator's write-back.
+output value): the schedule streams the data once. It keeps a (cor x ohr x owr) tile of
+16-wide output vectors in a local accumulator, adds the R x S taps into it unrolled
+(tap by tap over the tile, or pixel by pixel over the taps), runs (n, c-block,
+oh-outer) in parallel in either order of the last two, and inlines the padding into the
+convolution (measured faster here than a padded copy, in a stage of its own or per row
+band, on every MobileNetV2 shape). In a model the same anchor comes with its bias and
+ReLU6 (add, then maximum/minimum or clip), which are folded into the accumulator's
+write-back.
 """
 from __future__ import annotations
 
@@ -112,7 +114,8 @@ class DepthwiseConv2dCPU(Template):
         space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
         space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
         space.define_split("tile_c", wl["C"] // BLOCK, 2, policy="factors", max_factor=4)
-        space.define_knob("order", ["ch", "hc"])
+        space.define_knob("order", ["ch", "hc"])  # parallel loop: (n, c-block, oh) or (n, oh, c-block)
+        space.define_knob("taps", ["outer", "inner"])  # (r, s) around the register tile, or inside it
         budget = _tile_budget(wl, device)
         space.add_constraint(
             f"accumulator tile of at most {MAX_ACCUMULATORS} vector registers",
@@ -133,7 +136,7 @@ class DepthwiseConv2dCPU(Template):
         owr = min((d for d in range(1, min(ow, budget) + 1) if ow % d == 0), key=lambda d: (abs(d - target), d))
         cor = 2 if oh * ow <= 196 and (wl["C"] // BLOCK) % 2 == 0 and 2 * owr <= budget else 1
         return {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_c": (wl["C"] // BLOCK // cor, cor),
-                "order": "ch"}
+                "order": "ch", "taps": "outer"}
 
     def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
         block = anchor_block(sch)
@@ -144,7 +147,10 @@ class DepthwiseConv2dCPU(Template):
         oh0, oh1 = sch.split(oh, list(cfg["tile_oh"]))
         ow0, ow1 = sch.split(ow, list(cfg["tile_ow"]))
         outer = [n, c0, oh0] if cfg["order"] == "ch" else [n, oh0, c0]
-        sch.reorder(*outer, ow0, r, s, c1, oh1, ow1, ci)
+        if cfg["taps"] == "outer":  # each tap is added to the whole tile (the kernel vector is reused)
+            sch.reorder(*outer, ow0, r, s, c1, oh1, ow1, ci)
+        else:  # each output vector takes all its taps in turn
+            sch.reorder(*outer, ow0, c1, oh1, ow1, r, s, ci)
         write_back = sch.cache_write(block, 0, "local")
         leftovers = fuse_epilogue(sch, write_back)
         sch.reverse_compute_at(write_back, ow0)
@@ -232,7 +238,9 @@ def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
         return None
     padded_shape = [int(d) for d in data.source.shape]
     source_shape = _pad_input_shape(sch, data.source, padded_shape)
-    if source_shape is None or len(source_shape) != 5 or source_shape[4] != padded_shape[4] or source_shape[:2] != padded_shape[:2]:
+    if source_shape is None or len(source_shape) != 5:
+        return None
+    if [*source_shape[:2], source_shape[4]] != [*padded_shape[:2], padded_shape[4]]:  # only H and W padded
         return None
     pad_h, pad_w = padded_shape[2] - source_shape[2], padded_shape[3] - source_shape[3]
     if pad_h != pad_w or pad_h % 2 or pad_h < 0:

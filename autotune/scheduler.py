@@ -1,0 +1,130 @@
+"""Tuning a whole model: a global trial budget split across its tasks where it gains most.
+
+Every task first gets one small batch (its default config first), so each has a measured
+latency. After that each batch goes to the task with the largest expected end-to-end
+gain: calls per inference x current best latency x recent improvement rate, in the
+spirit of Ansor's gradient task scheduler. A task that has not improved for `patience`
+trials, or whose space is exhausted, stops. All tasks share one builder, one runner and
+one log, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from autotune.compile import ModelTask
+from autotune.engine import TuningSession
+from autotune.measure import Builder, LocalBuilder, LocalRunner, Runner
+from autotune.records import RecordLog, load_records
+
+
+@dataclass
+class TaskProgress:
+    """One task of a model run, as the scheduler sees it."""
+
+    model_task: ModelTask
+    session: TuningSession
+    best_history: list[float] = field(default_factory=list)  # best latency after each of its batches
+    done: bool = False
+
+    @property
+    def latency(self) -> float:
+        """Seconds this task adds to one inference (calls x best latency)."""
+        return self.model_task.calls * self.session.best_cost
+
+    @property
+    def trials(self) -> int:
+        return self.session.resumed + self.session.measured
+
+    def gain(self, window: int = 2) -> float:
+        """Expected latency saved by one more batch: latency x recent relative improvement.
+
+        The rate is the improvement over the last `window` batches, but never below an
+        optimistic prior that decays with the batches spent, so a task that stalls
+        once is not abandoned at once.
+        """
+        history = self.best_history
+        if not history or history[-1] == float("inf"):
+            return float("inf")
+        before = history[-window - 1] if len(history) > window else history[0]
+        recent = (before - history[-1]) / before if before < float("inf") else 1.0
+        prior = 0.5 / len(history)
+        return self.latency * max(recent, prior)
+
+
+@dataclass
+class ModelProgress:
+    """Where a model run stands; passed to the progress callback after every batch."""
+
+    tasks: list[TaskProgress]
+    measured: int  # new measurements in this run
+    budget: int
+    elapsed: float
+    current: TaskProgress | None = None
+
+    @property
+    def latency(self) -> float:
+        """Estimated seconds of the tuned operators per inference."""
+        return sum(t.latency for t in self.tasks)
+
+    @property
+    def errors(self) -> int:
+        return sum(t.session.errors for t in self.tasks)
+
+
+def tune_model(
+    tasks: Sequence[ModelTask],
+    n_trials: int,
+    log: str | os.PathLike,
+    tuner: str = "xgb",
+    builder: Builder | None = None,
+    runner: Runner | None = None,
+    batch_size: int = 16,
+    first_batch: int = 8,
+    patience: int = 96,
+    max_seconds: float | None = None,
+    seed: int = 0,
+    on_progress: Callable[[ModelProgress], None] | None = None,
+) -> ModelProgress:
+    """Measure up to `n_trials` new configs over the model's tasks (and at most `max_seconds`)."""
+    if n_trials < 1:
+        raise ValueError(f"trials must be positive, got {n_trials}")
+    start = time.perf_counter()
+    history = load_records(log) if os.path.exists(log) else []
+    states = [TaskProgress(t, TuningSession(t.task, tuner, history, seed)) for t in tasks]
+    for state in states:
+        if state.session.best_cost < float("inf"):
+            state.best_history.append(state.session.best_cost)
+    own_builder, own_runner = builder is None, runner is None
+    builder = builder or LocalBuilder()
+    runner = runner or LocalRunner()
+    writer = RecordLog(log)
+    progress = ModelProgress(states, 0, n_trials, 0.0)
+    try:
+        while progress.measured < n_trials:
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                break
+            active = [s for s in states if not s.done]
+            if not active:
+                break
+            fresh = [s for s in active if not s.best_history]
+            state = fresh[0] if fresh else max(active, key=TaskProgress.gain)
+            size = min(first_batch if fresh else batch_size, n_trials - progress.measured)
+            count = state.session.step(size, builder, runner, writer)
+            state.best_history.append(state.session.best_cost)
+            state.done = count == 0 or state.session.since_improvement >= patience
+            progress.measured += count
+            progress.elapsed = time.perf_counter() - start
+            progress.current = state
+            if on_progress:
+                on_progress(progress)
+    finally:
+        writer.close()
+        if own_builder:
+            builder.close()
+        if own_runner:
+            runner.close()
+    progress.elapsed = time.perf_counter() - start
+    return progress
