@@ -1,0 +1,195 @@
+"""The model flow: tasks from real lowered models, scheduling with tuned/default/random configs,
+the task scheduler, compile/export/load, bench, and the CLI's model commands."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+import tvm
+from onnx.reference import ReferenceEvaluator
+from tvm import relax
+
+from numpy_check import check_against_numpy
+
+from autotune.bench import random_inputs
+from autotune.compile import compile_model, extract_tasks, load_model, schedule_model
+from autotune.engine import make_record
+from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
+from autotune.model import load_onnx, resolve_shapes
+from autotune.records import load_records
+from autotune.scheduler import tune_model
+from schedules import default_registry
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import make_models  # noqa: E402
+
+SMALL = {
+    "resnet18": lambda: make_models.resnet18(image=32, classes=10, width=8),
+    "mobilenetv2": lambda: make_models.mobilenetv2(image=32, classes=10),
+    "bert": lambda: make_models.bert(layers=1, hidden=32, heads=2, seq=8, vocab=50),
+}
+EXPECTED_OPS = {"resnet18": {"conv2d", "matmul"}, "mobilenetv2": {"conv2d", "depthwise_conv2d", "matmul"},
+                "bert": {"matmul", "batch_matmul"}}
+
+
+def reference(model: onnx.ModelProto) -> tuple[dict, np.ndarray]:
+    feeds = random_inputs(model, resolve_shapes(model))
+    return feeds, ReferenceEvaluator(model).run(None, feeds)[0]
+
+
+def run(module, host, feeds) -> np.ndarray:
+    vm = relax.VirtualMachine(compile_model(module, host), tvm.cpu())
+    return vm["main"](*[tvm.runtime.tensor(x) for x in feeds.values()]).numpy()
+
+
+@pytest.fixture(scope="module", params=list(SMALL))
+def small(request):
+    model = SMALL[request.param]()
+    return request.param, model, load_onnx(model)
+
+
+def fake_records(tasks, pick) -> list:
+    """A log entry per task for the config `pick(task)` (costs are made up: only the config matters here)."""
+    return [make_record(t.task, pick(t.task), MeasureResult((1e-3,))) for t in tasks]
+
+
+def test_tasks_and_default_configs_match_onnx_reference(small, host):
+    name, model, module = small
+    tasks = extract_tasks(module, host)
+    assert {t.task.workload.op for t in tasks} == EXPECTED_OPS[name]
+    assert all(t.calls >= 1 for t in tasks)
+    feeds, expected = reference(model)
+    scheduled, coverage = schedule_model(module, host, tuned=False)
+    assert not coverage.failed and not coverage.unscheduled and not coverage.tuned
+    np.testing.assert_allclose(run(scheduled, host, feeds), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_random_configs_on_the_models_fused_functions_match(small, host):
+    name, model, module = small
+    tasks = extract_tasks(module, host)
+    rng = random.Random(7)
+    for attempt in range(2):
+        records = fake_records(tasks, lambda task: task.space.sample(rng, 1)[0])
+        scheduled, coverage = schedule_model(module, host, records)
+        assert len(coverage.tuned) == len(tasks) and not coverage.failed, coverage.failed
+        feeds, expected = reference(model)
+        np.testing.assert_allclose(run(scheduled, host, feeds), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "bert"])
+def test_every_task_of_the_full_size_models_matches_numpy(name, host):
+    """The shape suite: every conv / matmul workload of the real models, default and one random config."""
+    module = load_onnx(make_models.MODELS[name]())
+    rng = random.Random(0)
+    for model_task in extract_tasks(module, host):
+        task = model_task.task
+        for config in [task.default_config, *task.space.sample(rng, 1)]:
+            check_against_numpy(task, config)
+
+
+def test_scheduler_splits_the_budget_and_resumes(host, tmp_path):
+    module = load_onnx(SMALL["bert"]())
+    tasks = extract_tasks(module, host)
+    log = tmp_path / "bert.jsonl"
+    with LocalBuilder(n_workers=2) as builder, LocalRunner(TimingOptions(repeat=1, min_repeat_ms=2)) as runner:
+        first = tune_model(tasks, 30, log, "random", builder, runner, batch_size=4, first_batch=2)
+        assert first.measured == 30 and all(s.trials >= 2 for s in first.tasks)
+        second = tune_model(tasks, 10, log, "random", builder, runner, batch_size=4, first_batch=2)
+    assert second.measured == 10 and sum(s.session.resumed for s in second.tasks) == 30
+    records = load_records(log)
+    keys = [(r.workload.key, r.config["index"]) for r in records]
+    assert len(keys) == 40 == len(set(keys))
+    for state in first.tasks:  # each task's default config is measured first
+        assert any(r.config["index"] == state.model_task.task.default_config.index for r in records
+                   if r.workload == state.model_task.task.workload)
+
+
+def autotune_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autotune.cli", *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def test_compile_strict_export_and_load(host, tmp_path):
+    model = SMALL["bert"]()
+    path = tmp_path / "bert.onnx"
+    onnx.save(model, path)
+    strict = autotune_cli("compile", path, "-o", tmp_path / "bert.so", "--strict")
+    assert strict.returncode == 1 and strict.stdout.count("untuned: ") == len(extract_tasks(load_onnx(model), host))
+    assert not (tmp_path / "bert.so").exists()
+
+    tasks = extract_tasks(load_onnx(model), host)
+    log = tmp_path / "bert.jsonl"
+    with open(log, "w") as stream:
+        for record in fake_records(tasks, lambda task: task.default_config):
+            stream.write(json.dumps(record.to_json()) + "\n")
+    done = autotune_cli("compile", path, "--log", log, "-o", tmp_path / "bert.so", "--strict")
+    assert done.returncode == 0, done.stderr
+    assert f"{len(tasks)}/{len(tasks)} tasks tuned" in done.stdout
+    manifest = json.loads((tmp_path / "bert.so.json").read_text())
+    assert manifest["inputs"]["input_ids"] == [[1, 8], "int64"] and manifest["thread_pool"] is None
+    feeds, expected = reference(model)
+    vm = load_model(str(tmp_path / "bert.so"))
+    actual = vm["main"](*[tvm.runtime.tensor(x) for x in feeds.values()]).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_compares_tuned_untuned_and_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "resnet.onnx"
+    onnx.save(SMALL["resnet18"](), path)
+    done = autotune_cli("bench", path, "--rounds", "2")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert set(rows) == {"untuned", "onnxruntime"} and "max abs diff" in rows["untuned"]
+
+
+def test_model_commands_reject_bad_input_in_one_line(tmp_path):
+    not_onnx = tmp_path / "x.onnx"
+    not_onnx.write_text("hello")
+    model = tmp_path / "bert.onnx"
+    onnx.save(SMALL["bert"](), model)
+    cases = [
+        (["tasks", not_onnx], "is not an ONNX model"),
+        (["tune", tmp_path / "missing.onnx"], "no such file"),
+        (["compile", model, "-o", tmp_path / "m.so", "--input-shape", "tokens:1x8"], "unknown input 'tokens'"),
+        (["tune", model, "--input-shape", "input_ids=1x8"], "malformed --input-shape"),
+        (["tune", model, "--device", "nope"], "unknown device"),
+        (["bench", model, "--device", "cortex-a72"], "not it"),
+        (["compile", model, "-o", tmp_path / "m.so", "--log", tmp_path / "nolog.jsonl"], "no such log file"),
+    ]
+    for args, message in cases:
+        done = autotune_cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len([line for line in done.stderr.splitlines() if line.startswith("autotune: error")]) == 1
+
+
+def test_interrupted_tune_resumes_where_it_stopped(tmp_path):
+    model = tmp_path / "bert.onnx"
+    onnx.save(SMALL["bert"](), model)
+    log = tmp_path / "bert.jsonl"
+    args = [sys.executable, "-m", "autotune.cli", "tune", str(model), "--trials", "200", "--log", str(log),
+            "--tuner", "random", "--batch-size", "4", "--repeat", "1", "--min-repeat-ms", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 12):
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "run the same command to resume" in err
+    before = len(load_records(log))
+    assert before >= 12
+    done = autotune_cli(*args[3:], "--trials", "8", cwd=tmp_path)  # the last --trials counts
+    assert done.returncode == 0, done.stderr
+    records = load_records(log)
+    keys = [(r.workload.key, r.config["index"]) for r in records]
+    assert len(records) == before + 8 and len(set(keys)) == len(keys)
