@@ -329,9 +329,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model, thread_pool_for
 
+    from autotune.packs import pack_records
+
     model, shapes, module, device = open_model(args)
     records = read_logs(args.log, device)
-    scheduled, coverage = schedule_model(module, device, records)
+    scheduled, coverage = schedule_model(module, device, records, packs=pack_records(device))
     print(coverage.summary())
     if args.strict and (coverage.fallback or coverage.failed):
         for name in coverage.fallback:
@@ -359,15 +361,16 @@ def onnx_dtype(value) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     from autotune.bench import ORTRunner, VMRunner, compare, onnxruntime_available, random_inputs
     from autotune.compile import compile_model, schedule_model
+    from autotune.packs import pack_records
 
     model, shapes, module, device = open_model(args)
     if device.cross_compiler or device.family != "cpu":
         raise UsageError(f"bench runs on this machine; device {device.name!r} is not it")
-    records = read_logs(args.log, device)
+    records, packs = read_logs(args.log, device), pack_records(device)
     feeds = random_inputs(model, shapes)
     runners = {}
-    if records:
-        scheduled, coverage = schedule_model(module, device, records)
+    if records or packs:
+        scheduled, coverage = schedule_model(module, device, records, packs=packs)
         print(f"tuned: {coverage.summary()}", file=sys.stderr)
         runners["tuned"] = VMRunner(compile_model(scheduled, device), feeds)
     untuned, _ = schedule_model(module, device, tuned=False)
@@ -384,6 +387,61 @@ def cmd_bench(args: argparse.Namespace) -> int:
         check = "reference" if t.name == reference else f"max abs diff {t.max_abs_diff:.2g}" + ("" if t.close else " (NOT within 1e-4)")
         print(f"{t.name:12s} {t.median_seconds * 1e3:10.3f}  {t.median_seconds / base:15.2f}x  {check}")
     return 0 if all(t.close for t in timings) else 1
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from autotune import logbook
+    from targets import get_device
+
+    for path in args.logs:
+        check_readable(path)
+    if args.verb == "summary":
+        print("\n".join(logbook.summary_lines(logbook.summarize(logbook.merge(args.logs)))))
+        return 0
+    if args.verb == "validate":
+        try:
+            device = get_device(args.device) if args.device else None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        reports = [logbook.validate(path, device) for path in args.logs]
+        print("\n\n".join(str(report) for report in reports))
+        return 0 if all(report.ok for report in reports) else 1
+    if not args.output:
+        raise UsageError(f"log {args.verb} needs -o/--output")
+    if args.verb == "merge":
+        records = logbook.merge(args.logs)
+    elif args.verb == "distill":
+        if args.top < 1:
+            raise UsageError(f"--top must be positive, got {args.top}")
+        records = logbook.distill(logbook.merge(args.logs), args.top)
+    else:  # upgrade
+        records, report = logbook.upgrade(logbook.merge(args.logs))
+        print(report)
+    lines = logbook.write_log(args.output, records)
+    print(f"wrote {lines} records to {args.output}")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from autotune import logbook, packs
+
+    if args.verb == "list":
+        found = packs.list_packs()
+        if not found:
+            print(f"no packs in {packs.PACK_DIR}")
+        for pack in found:
+            print(f"{pack.name:30s} {pack.device:10s} {pack.target.get('mcpu', '-'):12s} {pack.workloads:>4d} workloads  {pack.path}")
+        return 0
+    if not args.name or not args.logs:
+        raise UsageError("pack build needs --name and at least one log")
+    for path in args.logs:
+        check_readable(path)
+    try:
+        path = packs.build_pack(args.name, logbook.distill(logbook.merge(args.logs), args.top))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {path}")
+    return 0
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -451,6 +509,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-ort", action="store_true", help="do not compare with ONNX Runtime")
     bench.set_defaults(run=cmd_bench)
 
+    log_cmd = commands.add_parser("log", help="summarize, merge, distill, validate or upgrade tuning logs")
+    log_cmd.add_argument("verb", choices=["summary", "merge", "distill", "validate", "upgrade"])
+    log_cmd.add_argument("logs", nargs="+", help="JSON-lines tuning logs")
+    log_cmd.add_argument("-o", "--output", help="log to write (merge, distill, upgrade)")
+    log_cmd.add_argument("--top", type=int, default=1, help="best configs kept per workload (distill; default 1)")
+    log_cmd.add_argument("--device", help="validate: flag lines from other devices than this preset")
+    log_cmd.set_defaults(run=cmd_log)
+
+    pack = commands.add_parser("pack", help="build or list the pre-tuned packs shipped with the package")
+    pack.add_argument("verb", choices=["build", "list"])
+    pack.add_argument("logs", nargs="*", help="build: tuning logs to distill into the pack")
+    pack.add_argument("--name", help="build: pack name, e.g. host-znver5")
+    pack.add_argument("--top", type=int, default=1, help="best configs kept per workload (default 1)")
+    pack.set_defaults(run=cmd_pack)
+
     devices = commands.add_parser("devices", help="list device presets and the devices a tracker knows")
     devices.add_argument("--tracker", help="HOST:PORT of a TVM RPC tracker (or TVM_TRACKER_HOST/TVM_TRACKER_PORT)")
     devices.set_defaults(run=cmd_devices)
@@ -475,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"autotune: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `autotune log summary ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

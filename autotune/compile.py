@@ -84,6 +84,7 @@ class Coverage:
     """How each PrimFunc of a compiled model was scheduled."""
 
     tuned: list[str] = field(default_factory=list)  # tasks with a logged config
+    from_packs: list[str] = field(default_factory=list)  # of which, configs from a pre-tuned pack
     fallback: list[str] = field(default_factory=list)  # tasks on their template's default config
     default_schedule: list[str] = field(default_factory=list)  # functions no template owns
     unscheduled: list[str] = field(default_factory=list)  # functions nothing could schedule
@@ -91,7 +92,8 @@ class Coverage:
 
     def summary(self) -> str:
         total = len(self.tuned) + len(self.fallback)
-        text = (f"coverage: {len(self.tuned)}/{total} tasks tuned, {len(self.fallback)} on default configs; "
+        packs = f" ({len(self.from_packs)} from pre-tuned packs)" if self.from_packs else ""
+        text = (f"coverage: {len(self.tuned)}/{total} tasks tuned{packs}, {len(self.fallback)} on default configs; "
                 f"{len(self.default_schedule)} other functions on default schedules")
         if self.unscheduled:
             text += f", {len(self.unscheduled)} unscheduled ({', '.join(self.unscheduled)})"
@@ -104,19 +106,26 @@ def schedule_model(
     records: Iterable[Record] = (),
     registry: TemplateRegistry | None = None,
     tuned: bool = True,
+    packs: Iterable[Record] = (),
 ) -> tuple[tvm.IRModule, Coverage]:
-    """`module` with every PrimFunc scheduled: best logged configs (`tuned`), else defaults."""
+    """`module` with every PrimFunc scheduled: best logged configs (`tuned`), else defaults.
+
+    `packs` (pre-tuned records shipped with the package) serve the tasks that `records`
+    (the user's logs) do not cover, before the templates' defaults.
+    """
     registry = registry or default_registry()
-    records = list(records)
+    records, packs = list(records), list(packs)
     target = device.tvm_target
     coverage = Coverage()
     module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
     scheduled: dict[str, tirx.PrimFunc | None] = {}
     for model_task in extract_tasks(module, device, registry):
         task = model_task.task
-        best = task.best(records) if tuned else None
+        best = (task.best(records) or task.best(packs)) if tuned else None
         config = best[0] if best else task.default_config
         (coverage.tuned if best else coverage.fallback).append(str(task.workload))
+        if best and not task.best(records):
+            coverage.from_packs.append(str(task.workload))
         for name in model_task.functions:
             func = module[name]
             scheduled[name] = _apply(task, func, config) or _apply(task, func, task.default_config)

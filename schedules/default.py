@@ -31,7 +31,7 @@ import tvm_ffi
 from tvm import DataType, s_tir, tirx
 from tvm.ir import Range
 from tvm.s_tir import dlight
-from tvm.s_tir.dlight.analysis import get_root_block, normalize_prim_func
+from tvm.s_tir.dlight.analysis import collect_vars_used_in_prim_expr, get_root_block, normalize_prim_func
 from tvm.s_tir.schedule import LoopRV, SBlockRV
 from tvm.sym import Analyzer
 from tvm.target import Target
@@ -139,8 +139,8 @@ class SpatialReduction(_CPURule):
                 continue
             parallel = True
             for producer in sch.get_producers(block):
-                if is_spatial(sch, producer):
-                    _try(sch.compute_at, producer, task, preserve_unit_loops=True)
+                if is_spatial(sch, producer) and _try(sch.compute_at, producer, task, preserve_unit_loops=True):
+                    _vectorize_innermost(sch, producer, block_lanes(sch, producer, target))
             for consumer in sch.get_consumers(block):
                 if is_spatial(sch, consumer) and _try(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True):
                     _vectorize_innermost(sch, consumer, block_lanes(sch, consumer, target))
@@ -163,18 +163,18 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
     """
     try:
         loops = _own_loops(sch, block)
-        if not loops:
-            return
+    except Exception:  # noqa: BLE001 - not a block of this schedule: leave it
+        return
+    if not loops:
+        return
+    try:
         loops = _fuse_contiguous_inner(sch, block, loops)
         loops = _store_contiguous_innermost(sch, block, loops, lanes)
         tile, width = _plan(sch, block, loops, lanes)
-    except Exception:  # noqa: BLE001 - an unusual block is left as it is rather than failing the schedule
-        return
-    elements = _product(sch, loops)
-    try:
+        elements = _product(sch, loops)
         outer, vector = _split_inner(sch, loops, tile, width)
         _parallel_tasks(sch, outer, elements)
-    except RuntimeError:  # ScheduleError or a TVM internal error: keep what was applied, stop here
+    except Exception:  # noqa: BLE001 - ScheduleError, TVM internal or analysis errors: keep what applied
         _try(lambda: sch.parallel(sch.get_loops(block)[0]))
         return
     if vector is not None:
@@ -187,7 +187,7 @@ def _fuse_contiguous_inner(sch: s_tir.Schedule, block: SBlockRV, loops: list[Loo
     E.g. an NCHW clip fuses (H, W) and (C, H, W): 28x28 rows become vectors of 16.
     Not with a guarded load: its bounds check needs the separate row and column.
     """
-    if len(loops) < 2 or _guarded_load(sch.get(block)):
+    if len(loops) < 2 or _guarded_load(sch, block):
         return loops
     extents = [_const(sch.get(loop).extent) for loop in loops]
     strides = _strides(sch, block, loops)
@@ -229,7 +229,7 @@ def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int)
     if any(e is None for e in extents):
         return None, 1
     width = _vector_width(extents[inner], lanes)
-    if width < 2 or _guarded_load(sch.get(block)):
+    if width < 2 or _guarded_load(sch, block, loops[inner]):
         return None, 1  # nothing to vectorize, or loads TVM would scalarize behind a per-lane check
     write, *reads = _strides(sch, block, loops, width)
     if write[inner] != 1:
@@ -283,10 +283,10 @@ def _parallel_tasks(sch: s_tir.Schedule, loop: LoopRV, elements: int) -> LoopRV:
 def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> LoopRV | None:
     """Parallel tasks over the outer spatial loops of a normalized reduction block; returns the task loop.
 
-    The innermost spatial loop stays out of the fused task loop (plain indices in the
-    reduction body) when it is vectorized or when the outer loops alone give enough
-    tasks. None when the block has no spatial loop outside its reduction loops (a full
-    reduction would need rfactor) or TVM refuses.
+    Only as many leading spatial loops as give enough tasks are fused (never the
+    vectorized one): the rest keep plain indices, and a pad computed per task covers
+    whole rows. None when the block has no spatial loop outside its reduction loops
+    (a full reduction would need rfactor) or TVM refuses.
     """
     loops = sch.get_loops(block)
     kinds = _loop_kinds(sch, block, loops)
@@ -301,8 +301,10 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
     work = _product(sch, loops)
     vector = _reduction_vector(sch, block, loops, n_spatial, lanes) if reduction else None
     wanted_tasks = min(MAX_TASKS, work // MIN_TASK_ELEMENTS)
-    if n_spatial > 1 and (vector is not None or _product(sch, spatial[:-1]) >= wanted_tasks):
-        spatial = spatial[:-1]
+    outer, most = 1, n_spatial - 1 if vector is not None else n_spatial
+    while outer < most and _product(sch, spatial[:outer]) < wanted_tasks:
+        outer += 1  # the rest stays inside the task: whole output rows, plain indices
+    spatial = spatial[:outer]
     try:
         fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         task = _parallel_tasks(sch, fused, work)
@@ -310,22 +312,20 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
         return None
     if vector is not None:
         _vectorize_reduction(sch, block, loops[n_spatial - 1], reduction, vector)
-    elif not reduction and len(spatial) < n_spatial:  # reduction over a 1x1 window: only the init is left
+    elif not reduction and outer < n_spatial:  # reduction over a 1x1 window: only the init is left
         _vectorize_innermost(sch, block, lanes)
     return task
 
 
 def _reduction_vector(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], n_spatial: int, lanes: int) -> int | None:
     """Vector width for the innermost spatial loop of a reduction, if output and inputs are contiguous along it."""
-    if n_spatial < 2 or _guarded_load(sch.get(block)):
-        return None
     k = n_spatial - 1
-    extent = _const(sch.get(loops[k]).extent)
-    width = _vector_width(extent or 0, lanes)
-    if width < 2 or extent % width:
+    if n_spatial < 2 or _guarded_load(sch, block, loops[k]):
         return None
-    strides = _strides(sch, block, loops)
-    write, reads = strides[0], strides[1:]
+    width = _vector_width(_const(sch.get(loops[k]).extent) or 0, lanes)
+    if width < 2:
+        return None
+    write, *reads = _strides(sch, block, loops, width)
     if write[k] != 1 or any(r[k] not in (0, 1) for r in reads):
         return None
     return width
@@ -334,8 +334,7 @@ def _reduction_vector(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV],
 def _vectorize_reduction(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV, reduction: list[LoopRV], width: int) -> None:
     """Move `loop` below the reduction loops and vectorize it, init included; partial failure is harmless."""
     try:
-        outer, vector = sch.split(loop, [None, width])
-        sch.reorder(vector, *reduction)  # the slots of (vector, r...) in order become (r..., vector)
+        _, vector = sch.split(loop, [None, width])
         sch.reorder(*reduction, vector)
         sch.vectorize(vector)
         init = sch.decompose_reduction(block, reduction[0])
@@ -350,23 +349,14 @@ def _vectorize_innermost(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> No
         inner = sch.get_loops(block)[-1]
         extent = _const(sch.get(inner).extent)
         width = _vector_width(extent or 0, lanes)
-        if width < 2 or not _untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1 or _guarded_load(sch.get(block)):
+        if width < 2 or not _untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1 or _guarded_load(sch, block, inner):
             return
         write, *reads = _strides(sch, block, [inner], width)
         if write[0] != 1 or any(r[0] not in (0, 1) for r in reads):
             return
-    except Exception:  # noqa: BLE001 - analysis of an unusual block must not stop the schedule
+        sch.vectorize(inner if width == extent else sch.split(inner, [None, width])[1])
+    except Exception:  # noqa: BLE001 - left serial: still correct
         return
-    if extent % width == 0 or extent <= width:
-        _try(sch.vectorize, inner) if extent <= width else _split_vectorize(sch, inner, width)
-
-
-def _split_vectorize(sch: s_tir.Schedule, loop: LoopRV, width: int) -> None:
-    try:
-        _, vector = sch.split(loop, [None, width])
-        sch.vectorize(vector)
-    except RuntimeError:
-        pass  # serial inner loop: still correct
 
 
 def is_spatial(sch: s_tir.Schedule, block: SBlockRV) -> bool:
@@ -457,14 +447,28 @@ def _strides(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], width: i
     return strides
 
 
-def _guarded_load(stmt: s_tir.SBlock) -> bool:
-    """Whether the block loads under `if_then_else` (padding): TVM cannot vectorize such a load."""
+def _guarded_load(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV | None = None) -> bool:
+    """Whether the block loads under an `if_then_else` (padding) whose condition varies along `loop`.
+
+    TVM scalarizes a vector loop whose load sits behind a per-lane condition; one that
+    is the same for all lanes (a pad of H and W, vectorized along channels) is fine.
+    With no loop: whether there is any guarded load at all.
+    """
+    stmt = sch.get(block)
+    moving = set()
+    loop_var = sch.get(loop).loop_var if loop is not None else None
+    for iter_var, value in zip(stmt.iter_vars, _GET_SBLOCK_REALIZE(sch, block).iter_values):
+        if loop_var is None or loop_var in collect_vars_used_in_prim_expr(value):
+            moving.add(iter_var.var)
     found = []
 
     def visit(node) -> None:
         if isinstance(node, tvm.ir.Call) and node.op.same_as(_IF_THEN_ELSE):
+            loads = []
             for branch in node.args[1:]:
-                tvm_ffi.structural_walk(branch, lambda n: found.append(n) if isinstance(n, tvm.ir.TensorLoad) else None)
+                tvm_ffi.structural_walk(branch, lambda n: loads.append(n) if isinstance(n, tvm.ir.TensorLoad) else None)
+            if loads and (loop_var is None or collect_vars_used_in_prim_expr(node.args[0]) & moving):
+                found.append(node)
 
     tvm_ffi.structural_walk(stmt.body, visit)
     return bool(found)
