@@ -254,8 +254,8 @@ def read_logs(paths: list[str] | None, device: Device) -> list:
         report = validate(path, device)
         records += report.usable()
         if not report.ok:
-            counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items() if n and kind != "valid")
-            print(f"{path}: {report.valid} of {report.total} lines used ({counts}; `autotune log validate` lists them)",
+            counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.counts().items() if n and kind != "valid")
+            print(f"{path}: {len(report.valid)} of {report.total} lines used ({counts}; `autotune log validate` lists them)",
                   file=sys.stderr)
     return records
 
@@ -277,9 +277,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 class ModelProgressLine(ProgressLine):
     def __call__(self, p) -> None:
-        state = p.current
+        pending = f" ({p.unmeasured} tasks not measured yet)" if p.unmeasured else ""
         text = (f"[{p.measured:>{len(str(p.budget))}}/{p.budget}] {p.elapsed:.0f}s | tuned operators "
-                f"{p.latency * 1e3:.2f} ms/inference | errors {p.errors} | {state.model_task.task.workload}")
+                f"{p.latency * 1e3:.2f} ms/inference{pending} | errors {p.errors} | {p.current.model_task.task.workload}")
         self.write(text)
 
 

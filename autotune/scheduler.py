@@ -66,8 +66,12 @@ class ModelProgress:
 
     @property
     def latency(self) -> float:
-        """Estimated seconds of the tuned operators per inference."""
-        return sum(t.latency for t in self.tasks)
+        """Estimated seconds of the tuned operators per inference (of the tasks measured so far)."""
+        return sum(t.latency for t in self.tasks if t.latency < float("inf"))
+
+    @property
+    def unmeasured(self) -> int:
+        return sum(t.latency == float("inf") for t in self.tasks)
 
     @property
     def errors(self) -> int:
