@@ -416,35 +416,51 @@ def _strides(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], width: i
     fors = [sch.get(loop) for loop in loops]
     strides = [[None] * len(loops) for _ in offsets]
     for k, moved in enumerate(fors):
-        dtype = moved.loop_var.ty.dtype
-        t, q = tirx.Var("t", dtype), tirx.Var("q", dtype)
         extent = _const(moved.extent)
-        chunked = width > 1 and extent is not None and extent % width == 0
-
-        def analyzer(lane) -> Analyzer:
-            result = Analyzer()
-            for loop in fors:
-                if loop is not moved:
-                    result.bind(loop.loop_var, Range.from_min_extent(loop.min, loop.extent))
-            result.bind(q, Range.from_min_extent(tirx.const(0, dtype), tirx.const(extent // width if chunked else 1, dtype)))
-            result.bind(t, Range.from_min_extent(tirx.const(0, dtype), tirx.const(width, dtype) if chunked else moved.extent))
-            result.bind(moved.loop_var, (moved.min + q * width if chunked else moved.min) + lane)
-            for iter_var, value in bindings:
-                result.bind(iter_var.var, value)
-            return result
-
-        at_t, at_0, at_1 = analyzer(t), analyzer(tirx.const(0, dtype)), analyzer(tirx.const(1, dtype))
-        for i, offset in enumerate(offsets):
-            if offset is None:
-                continue
-            if extent == 1:
-                strides[i][k] = 0
-                continue
-            origin = at_0.simplify(offset)
-            stride = _const(at_t.simplify(at_1.simplify(offset) - origin))
-            if stride is not None and _const(at_t.simplify(at_t.simplify(offset) - origin - t * stride)) == 0:
+        if extent == 1:
+            for i, offset in enumerate(offsets):
+                strides[i][k] = None if offset is None else 0
+            continue
+        # Linear along the whole loop (a fused loop whose div/mod recombine), or else
+        # within each width-sized piece of it (a reshape that wraps every 64).
+        for chunk in (1, width) if width > 1 and extent is not None and extent % width == 0 else (1,):
+            pending = [i for i, offset in enumerate(offsets) if offset is not None and strides[i][k] is None]
+            for i, stride in zip(pending, _linear_steps(fors, k, bindings, [offsets[i] for i in pending], chunk)):
                 strides[i][k] = stride
     return strides
+
+
+def _linear_steps(fors: list[tirx.For], k: int, bindings, offsets: list, chunk: int) -> list[int | None]:
+    """For each offset, c if it equals origin + c * t with loop k at base + t (t < chunk, or the whole loop)."""
+    moved = fors[k]
+    dtype = moved.loop_var.ty.dtype
+    t, q = tirx.Var("t", dtype), tirx.Var("q", dtype)
+    extent = _const(moved.extent)
+
+    def analyzer(lane) -> Analyzer:
+        result = Analyzer()
+        for loop in fors:
+            if loop is not moved:
+                result.bind(loop.loop_var, Range.from_min_extent(loop.min, loop.extent))
+        if chunk > 1:
+            result.bind(q, Range.from_min_extent(tirx.const(0, dtype), tirx.const(extent // chunk, dtype)))
+            result.bind(t, Range.from_min_extent(tirx.const(0, dtype), tirx.const(chunk, dtype)))
+            result.bind(moved.loop_var, moved.min + q * chunk + lane)
+        else:
+            result.bind(t, Range.from_min_extent(tirx.const(0, dtype), moved.extent))
+            result.bind(moved.loop_var, moved.min + lane)
+        for iter_var, value in bindings:
+            result.bind(iter_var.var, value)
+        return result
+
+    at_t, at_0, at_1 = analyzer(t), analyzer(tirx.const(0, dtype)), analyzer(tirx.const(1, dtype))
+    steps = []
+    for offset in offsets:
+        origin = at_0.simplify(offset)
+        stride = _const(at_t.simplify(at_1.simplify(offset) - origin))
+        linear = stride is not None and _const(at_t.simplify(at_t.simplify(offset) - origin - t * stride)) == 0
+        steps.append(stride if linear else None)
+    return steps
 
 
 def _guarded_load(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV | None = None) -> bool:
