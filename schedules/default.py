@@ -168,7 +168,7 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
     if not loops:
         return
     try:
-        loops = _fuse_contiguous_inner(sch, block, loops)
+        loops = _fuse_contiguous(sch, block, loops)
         loops = _store_contiguous_innermost(sch, block, loops, lanes)
         tile, width = _plan(sch, block, loops, lanes)
         elements = _product(sch, loops)
@@ -181,24 +181,26 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
         _try(sch.vectorize, vector)  # on refusal: parallel without SIMD, still correct
 
 
-def _fuse_contiguous_inner(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> list[LoopRV]:
-    """Fuse the innermost loops along which every access moves as one flat loop would.
+def _fuse_contiguous(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> list[LoopRV]:
+    """Fuse runs of adjacent loops along which every access moves as one flat loop would.
 
-    E.g. an NCHW clip fuses (H, W) and (C, H, W): 28x28 rows become vectors of 16.
+    An NCHW clip fuses (C, H, W), so 28x28 planes become vectors of 16; a layout
+    transform fuses (H, W), leaving one spatial loop to tile with the channels.
     Not with a guarded load: its bounds check needs the separate row and column.
     """
     if len(loops) < 2 or _guarded_load(sch, block):
         return loops
     extents = [_const(sch.get(loop).extent) for loop in loops]
     strides = _strides(sch, block, loops)
-    first = len(loops) - 1
-    while first > 0 and extents[first] is not None and all(
-        s[first - 1] is not None and s[first] is not None and s[first - 1] == s[first] * extents[first] for s in strides
-    ):
-        first -= 1
-    if first == len(loops) - 1:
-        return loops
-    return [*loops[:first], sch.fuse(*loops[first:])]
+    runs = [[0]]
+    for k in range(1, len(loops)):
+        joint = extents[k] is not None and all(
+            s[k - 1] is not None and s[k] is not None and s[k - 1] == s[k] * extents[k] for s in strides)
+        if joint:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return [sch.fuse(*[loops[k] for k in run]) if len(run) > 1 else loops[run[0]] for run in runs]
 
 
 def _store_contiguous_innermost(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int) -> list[LoopRV]:
@@ -243,8 +245,8 @@ def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int)
         if tile < 2 or extents[inner] % tile:
             continue
         _, *tiled = _strides(sch, block, loops, tile)
-        for k in range(inner - 1, -1, -1):
-            if extents[k] % tile == 0 and all(tiled[i][k] == 1 for i in strided):
+        for k in range(inner - 1, -1, -1):  # the partner may leave a remainder: its check is outside the vector
+            if extents[k] >= 2 and all(tiled[i][k] == 1 for i in strided):
                 return k, tile
     return None, 1
 

@@ -18,7 +18,7 @@ from tvm import relax
 from numpy_check import check_against_numpy
 
 from autotune.bench import random_inputs
-from autotune.compile import compile_model, extract_tasks, load_model, schedule_model
+from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model
 from autotune.engine import make_record
 from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
 from autotune.model import load_onnx, resolve_shapes
@@ -193,3 +193,41 @@ def test_interrupted_tune_resumes_where_it_stopped(tmp_path):
     records = load_records(log)
     keys = [(r.workload.key, r.config["index"]) for r in records]
     assert len(records) == before + 8 and len(set(keys)) == len(keys)
+
+
+def test_big_little_thread_knobs_reach_the_deployment_manifest(tmp_path):
+    """phone-a76-a55: the heaviest task's tuned (threads, affinity) is the model's thread pool at load time."""
+    from autotune.compile import thread_pool_for
+    from schedules.threading import AFFINITY_MODES
+    from targets import get_device
+
+    phone = get_device("phone-a76-a55")
+    model = SMALL["bert"]()
+    module = load_onnx(model)
+    tasks = extract_tasks(module, phone)
+    choices = {"threads": 4, "affinity": "big"}
+    records = []
+    for n, t in enumerate(tasks):  # the first task dominates: its setting must win
+        values = {**t.task.default_config.values, **(choices if n == 0 else {"threads": 1, "affinity": "little"})}
+        config = t.task.space.config(values)
+        records.append(make_record(t.task, config, MeasureResult(((100.0 if n == 0 else 1.0) * 1e-3,))))
+    setting = thread_pool_for(tasks, records)
+    assert setting == (AFFINITY_MODES["big"], 4)
+    scheduled, coverage = schedule_model(module, phone, records)
+    assert len(coverage.tuned) == len(tasks)
+    path = str(tmp_path / "bert-phone.so")
+    export_model(compile_model(scheduled, phone), phone, path, {"input_ids": ([1, 8], "int64")}, setting)
+    assert json.loads(open(path + ".json").read())["thread_pool"] == [1, 4]
+    assert subprocess.run(["file", path], capture_output=True, text=True).stdout.count("ARM aarch64") == 1
+
+
+def test_load_model_applies_the_manifest_thread_pool(host, tmp_path):
+    model = SMALL["resnet18"]()
+    module = load_onnx(model)
+    scheduled, _ = schedule_model(module, host, tuned=False)
+    path = str(tmp_path / "r.so")
+    export_model(compile_model(scheduled, host), host, path, {"input": ([1, 3, 32, 32], "float32")}, (0, 1))
+    feeds, expected = reference(model)
+    vm = load_model(path)  # one thread, as the manifest says
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(feeds["input"])).numpy(), expected, rtol=1e-4, atol=1e-4)
+    tvm.get_global_func("runtime.config_threadpool")(0, host.num_threads)
