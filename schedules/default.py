@@ -119,7 +119,7 @@ class SpatialReduction(_CPURule):
     reduction loops stay innermost and serial (across outputs the inputs are strided).
     Spatial producers (pad) are computed per task (`compute_at`), not inlined: inlined,
     the pad's bounds check runs for every tap of the window (measured 1.5x slower than
-    the naive loop on ResNet's 3x3 max pool). Spatial consumers (a mean's division) run
+    the naive loop on an NCHW 3x3 max pool). Spatial consumers (a mean's division) run
     in the same task; other spatial blocks as in `Injective`.
     """
 
@@ -154,12 +154,12 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
     """Parallel outer loop, vectorized inner loop for one top-level spatial block; never raises.
 
     The loop nest keeps its shape where it matters: fusing every loop would put a
-    div/mod per element into indices and bounds checks. Inner loops along which every
-    access is jointly contiguous (or broadcast) are fused into one, the remaining outer
-    loops are fused and split into parallel tasks, and the inner loop is vectorized
-    when its store and loads are contiguous or broadcast. When it stores contiguously
-    but reads with a stride (a transpose, a layout transform), it is tiled with the loop
-    the read is contiguous in, so each cache line read serves a whole tile.
+    div/mod per element into indices and bounds checks. Adjacent loops along which
+    every access is jointly contiguous (or broadcast) are fused, the loop the store is
+    contiguous in goes inside and is vectorized when the loads are contiguous or
+    broadcast along it too; the loops outside are fused and split into parallel tasks.
+    When the loads are strided (a transpose, a layout transform), the vector loop is
+    tiled with the loop they are contiguous in, so each cache line read serves a tile.
     """
     try:
         loops = _own_loops(sch, block)
@@ -172,7 +172,7 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
         loops = _store_contiguous_innermost(sch, block, loops, lanes)
         tile, width = _plan(sch, block, loops, lanes)
         elements = _product(sch, loops)
-        outer, vector = _split_inner(sch, loops, tile, width)
+        outer, vector = _split_inner(sch, loops, tile, width, lanes)
         _parallel_tasks(sch, outer, elements)
     except Exception:  # noqa: BLE001 - ScheduleError, TVM internal or analysis errors: keep what applied
         _try(lambda: sch.parallel(sch.get_loops(block)[0]))
@@ -225,7 +225,11 @@ def _store_contiguous_innermost(sch: s_tir.Schedule, block: SBlockRV, loops: lis
 
 
 def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int) -> tuple[int | None, int]:
-    """(index of the loop to tile with the innermost one, or None; vector width, 1 = no SIMD)."""
+    """(index of the loop to tile with the innermost one, or None; vector width, 1 = no SIMD).
+
+    The tile partner is the loop the strided loads are contiguous in (in pieces of
+    `lanes`), so a tile reads whole cache lines.
+    """
     extents = [_const(sch.get(loop).extent) for loop in loops]
     inner = len(loops) - 1
     if any(e is None for e in extents):
@@ -241,21 +245,19 @@ def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int)
         return None, width
     if any(reads[i][inner] is None for i in strided):
         return None, 1  # gathers through an index buffer: leave the loop scalar
-    for tile in (lanes, lanes // 2, lanes // 4):
-        if tile < 2 or extents[inner] % tile:
-            continue
-        _, *tiled = _strides(sch, block, loops, tile)
-        for k in range(inner - 1, -1, -1):  # the partner may leave a remainder: its check is outside the vector
-            if extents[k] >= 2 and all(tiled[i][k] == 1 for i in strided):
-                return k, tile
+    _, *tiled = _strides(sch, block, loops, lanes)
+    for k in range(inner - 1, -1, -1):
+        if extents[k] >= 2 and all(tiled[i][k] == 1 for i in strided):
+            return k, width
     return None, 1
 
 
-def _split_inner(sch: s_tir.Schedule, loops: list[LoopRV], tile: int | None, width: int) -> tuple[LoopRV, LoopRV | None]:
+def _split_inner(sch: s_tir.Schedule, loops: list[LoopRV], tile: int | None, width: int, lanes: int) -> tuple[LoopRV, LoopRV | None]:
     """Split off the vector loop (and the tile), reorder; return (loop to split into tasks, vector loop).
 
-    The task loop fuses every loop outside the vector (or the tile) that it can, so
-    a short outer extent (one row, one tile row) still yields several tasks.
+    A tile is `lanes` steps of the partner loop (a remainder only adds a bounds check
+    outside the vector loop) by one vector. The task loop fuses every loop outside
+    the vector (or the tile) that it can, so a short outer extent still yields tasks.
     """
     *rest, inner = loops
     if width < 2:
@@ -263,7 +265,7 @@ def _split_inner(sch: s_tir.Schedule, loops: list[LoopRV], tile: int | None, wid
     inner_outer, vector = sch.split(inner, [None, width])
     if tile is None:
         return sch.fuse(*rest, inner_outer) if rest else inner_outer, vector
-    tile_outer, tile_inner = sch.split(rest[tile], [None, width])
+    tile_outer, tile_inner = sch.split(rest[tile], [None, min(lanes, _const(sch.get(rest[tile]).extent))])
     middle = rest[tile + 1:]
     sch.reorder(tile_outer, *middle, inner_outer, tile_inner, vector)
     outer = [*rest[:tile], tile_outer] + ([] if middle else [inner_outer])
@@ -321,16 +323,8 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
 
 def _reduction_vector(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], n_spatial: int, lanes: int) -> int | None:
     """Vector width for the innermost spatial loop of a reduction, if output and inputs are contiguous along it."""
-    k = n_spatial - 1
-    if n_spatial < 2 or _guarded_load(sch, block, loops[k]):
-        return None
-    width = _vector_width(_const(sch.get(loops[k]).extent) or 0, lanes)
-    if width < 2:
-        return None
-    write, *reads = _strides(sch, block, loops, width)
-    if write[k] != 1 or any(r[k] not in (0, 1) for r in reads):
-        return None
-    return width
+    width = _contiguous_width(sch, block, loops, n_spatial - 1, lanes) if n_spatial > 1 else 1
+    return width if width > 1 else None
 
 
 def _vectorize_reduction(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV, reduction: list[LoopRV], width: int) -> None:
@@ -349,16 +343,22 @@ def _vectorize_innermost(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> No
     """Vectorize the block's innermost loop if it holds only this block and its accesses are contiguous."""
     try:
         inner = sch.get_loops(block)[-1]
-        extent = _const(sch.get(inner).extent)
-        width = _vector_width(extent or 0, lanes)
-        if width < 2 or not _untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1 or _guarded_load(sch, block, inner):
+        if not _untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1:
             return
-        write, *reads = _strides(sch, block, [inner], width)
-        if write[0] != 1 or any(r[0] not in (0, 1) for r in reads):
-            return
-        sch.vectorize(inner if width == extent else sch.split(inner, [None, width])[1])
+        width = _contiguous_width(sch, block, [inner], 0, lanes)
+        if width > 1:
+            sch.vectorize(inner if width == _const(sch.get(inner).extent) else sch.split(inner, [None, width])[1])
     except Exception:  # noqa: BLE001 - left serial: still correct
         return
+
+
+def _contiguous_width(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], k: int, lanes: int) -> int:
+    """Vector width for loop k if the store is contiguous and every load contiguous or broadcast along it, else 1."""
+    width = _vector_width(_const(sch.get(loops[k]).extent) or 0, lanes)
+    if width < 2 or _guarded_load(sch, block, loops[k]):
+        return 1
+    write, *reads = _strides(sch, block, loops, width)
+    return width if write[k] == 1 and all(r[k] in (0, 1) for r in reads) else 1
 
 
 def is_spatial(sch: s_tir.Schedule, block: SBlockRV) -> bool:

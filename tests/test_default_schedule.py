@@ -139,6 +139,11 @@ def _max_pool(x):  # 3x3, stride 2, pad 1
     return np.stack([padded[:, :, r:r + 2 * oh:2, s:s + 2 * ow:2] for r in range(3) for s in range(3)]).max(0)
 
 
+def _from_blocked(x):  # NCHW16c -> NCHW
+    n, cb, h, w, c = x.shape
+    return x.transpose(0, 1, 4, 2, 3).reshape(n, cb * c, h, w)
+
+
 def _layer_norm(x, g, b):
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + 1e-5) * g + b
@@ -152,6 +157,8 @@ CASES = {
     "transpose_tiled": (lambda x: relax.op.permute_dims(x, [0, 2, 1]), [((2, 48, 80), "float32")],
                         lambda x: x.transpose(0, 2, 1)),
     "max_pool_3x3_s2": (lambda x: relax.op.nn.max_pool2d(x, 3, 2, 1), [((1, 16, 15, 15), "float32")], _max_pool),
+    "max_pool_nchw16c": (lambda x: relax.op.nn.max_pool2d(x, 3, 2, 1, layout="NCHW16c"), [((1, 2, 15, 15, 16), "float32")],
+                         lambda x: _max_pool(_from_blocked(x)).reshape(1, 2, 16, 8, 8).transpose(0, 1, 3, 4, 2)),
     "mean_hw": (lambda x: relax.op.mean(x, [2, 3], keepdims=True), [((1, 13, 7, 9), "float32")],
                 lambda x: x.mean((2, 3), keepdims=True)),
     "mean_1x1": (lambda x: relax.op.mean(x, [2, 3], keepdims=True), [((1, 40, 1, 1), "float32")],
@@ -209,6 +216,13 @@ def test_transposes_are_tiled_so_stores_stay_vectors(device):
     kinds = loop_kinds(func)
     assert (tirx.ForKind.VECTORIZED, lanes) in kinds, func  # whole-vector stores along the output row
     assert (tirx.ForKind.SERIAL, lanes) in kinds, func  # inside a lanes x lanes tile of the input
+
+
+def test_blocked_pooling_is_vectorized_along_the_channel_block(device):
+    """The pad's bounds check depends on H and W only: the same for all 16 lanes of a channel block."""
+    _, scheduled = schedule_module(relax_op(CASES["max_pool_nchw16c"][0], *CASES["max_pool_nchw16c"][1]), device)
+    (func,) = scheduled.values()
+    assert vector_extents(func).count(16) >= 3, func  # the pad, the pool's init and its update
 
 
 def test_full_reduction_to_a_scalar_gets_no_default_schedule(device):
