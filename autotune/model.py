@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import onnx
 import tvm
 from tvm import relax
+from tvm.relax import dpl
 from tvm.relax.frontend.onnx import from_onnx
 
 from schedules.conv2d import channel_block, conv2d_nchwc
@@ -79,6 +80,7 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
 
 def lower(module: tvm.IRModule) -> tvm.IRModule:
     """Relax from the ONNX importer -> fused PrimFuncs, convolutions in blocked layouts."""
+    module = _clips_as_relax_ops(module)
     module = tvm.transform.Sequential([
         relax.transform.ConvertLayout({}, layout_cb=_conv2d_layouts),
         relax.transform.Normalize(),
@@ -87,6 +89,32 @@ def lower(module: tvm.IRModule) -> tvm.IRModule:
         relax.transform.FoldConstant(),
     ])(module)
     return relax.get_pipeline("zero")(module)
+
+
+def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
+    """ONNX Clip (ReLU6) as Relax `minimum(maximum(x, lo), hi)` with scalar constants.
+
+    The importer writes Clip as calls of its own TIR functions, which ConvertLayout cannot
+    see through (nor through `clip`): it would send every activation back to NCHW and
+    forth again around each one. Relax's binary ops with a scalar keep the blocked
+    layout, and fuse into the convolution's epilogue.
+    """
+    module = relax.transform.FoldConstant()(module)  # the importer's NaN guards on lo and hi
+    x, lo, hi, low_func, high_func = dpl.wildcard(), dpl.is_const(), dpl.is_const(), dpl.is_gv(), dpl.is_gv()
+    lower_bound = dpl.is_op("relax.call_tir")(low_func, dpl.is_tuple([x, lo]))
+    pattern = dpl.is_op("relax.call_tir")(high_func, dpl.is_tuple([lower_bound, hi]))
+
+    def rewrite(expr: relax.Expr, matches: dict) -> relax.Expr:
+        low, high = (matches[c].value.numpy() for c in (lo, hi))
+        names = matches[low_func].name_hint, matches[high_func].name_hint
+        if low.size != 1 or high.size != 1 or not (names[0].startswith("maximum") and names[1].startswith("minimum")):
+            return expr
+        dtype = str(low.dtype)
+        return relax.op.minimum(relax.op.maximum(matches[x], relax.const(low.item(), dtype)), relax.const(high.item(), dtype))
+
+    main = module.get_global_var("main")
+    module[main] = dpl.rewrite_call(pattern, rewrite, module[main])
+    return relax.transform.DeadCodeElimination()(module)
 
 
 def _conv2d_layouts(call: relax.Call) -> dict[str, list[str]]:
