@@ -145,7 +145,7 @@ def test_bench_compares_tuned_untuned_and_onnxruntime(tmp_path):
     done = autotune_cli("bench", path, "--rounds", "2")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    assert set(rows) == {"untuned", "onnxruntime"} and "max abs diff" in rows["untuned"]
+    assert {"untuned", "onnxruntime"} <= set(rows) and "max abs diff" in rows["untuned"]  # "tuned" too if a pack applies
 
 
 def test_model_commands_reject_bad_input_in_one_line(tmp_path):

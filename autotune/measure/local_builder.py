@@ -60,6 +60,14 @@ class LocalBuilder(Builder):
         return results
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for _ in range(3):
+            try:
+                self._pool.shutdown(wait=True)
+                break
+            except AttributeError:
+                # TVM 0.27's shutdown races a worker thread that is clearing a child which
+                # just died (Ctrl-C reaches the workers too) and raises with its lock held,
+                # which hangs the interpreter's exit: release the lock and shut down again.
+                self._pool._lock.release()
         if self._own_dir:
             shutil.rmtree(self.out_dir, ignore_errors=True)
