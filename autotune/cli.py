@@ -236,6 +236,9 @@ def open_model(args: argparse.Namespace):
         shapes = resolve_shapes(model, parse_input_shapes(args.input_shape))
     except (ModelError, ValueError) as error:
         raise UsageError(str(error)) from None
+    # TVM's thread pool reads this when it starts: without it each parallel region of a
+    # model costs far more to launch (ResNet-18 here: 16.8 ms instead of 9.9 ms).
+    os.environ.setdefault("TVM_NUM_THREADS", str(device.num_threads))
     print(f"importing {args.model} ...", file=sys.stderr)
     try:
         module = lower(from_onnx(model, shape_dict=shapes))
