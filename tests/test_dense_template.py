@@ -1,4 +1,4 @@
-"""Matmul and dense templates against numpy, for the default and random configs, on odd shapes too."""
+"""Matmul, dense and batch_matmul templates against numpy, for the default and random configs, on odd shapes too."""
 import random
 
 import numpy as np
@@ -48,3 +48,14 @@ def test_malformed_shapes_are_rejected(shape):
 def test_unknown_operator_lists_known_ones():
     with pytest.raises(ValueError, match="batch_matmul, conv2d, dense, depthwise_conv2d, matmul"):
         default_registry().get("conv7d")
+
+
+@pytest.mark.parametrize("shape", [(4, 128, 128, 64), (4, 128, 64, 128), (3, 7, 5, 9), (1, 17, 31, 13), (2, 1, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_batch_matmul_default_and_random_configs_match_numpy(shape, host):
+    template = default_registry().get("batch_matmul")
+    wl = template.workload(shape, "float32")
+    space = template.space(wl, host)
+    for config in [template.default_config(wl, host, space)] + space.sample(random.Random(sum(shape)), 2):
+        actual, expected = run(template, wl, config, host)
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=str(config))
