@@ -88,13 +88,15 @@ class Coverage:
     fallback: list[str] = field(default_factory=list)  # tasks on their template's default config
     default_schedule: list[str] = field(default_factory=list)  # functions no template owns
     unscheduled: list[str] = field(default_factory=list)  # functions nothing could schedule
-    failed: list[str] = field(default_factory=list)  # configs that did not apply to the model's function
+    failed: list[str] = field(default_factory=list)  # functions their chosen config did not apply to
 
     def summary(self) -> str:
         total = len(self.tuned) + len(self.fallback)
         packs = f" ({len(self.from_packs)} from pre-tuned packs)" if self.from_packs else ""
         text = (f"coverage: {len(self.tuned)}/{total} tasks tuned{packs}, {len(self.fallback)} on default configs; "
                 f"{len(self.default_schedule)} other functions on default schedules")
+        if self.failed:
+            text += f"; the chosen config did not apply to {', '.join(self.failed)} (default config used)"
         if self.unscheduled:
             text += f", {len(self.unscheduled)} unscheduled ({', '.join(self.unscheduled)})"
         return text
@@ -128,10 +130,10 @@ def schedule_model(
             coverage.from_packs.append(str(task.workload))
         for name in model_task.functions:
             func = module[name]
-            scheduled[name] = _apply(task, func, config) or _apply(task, func, task.default_config)
-            if scheduled[name] is None:
+            scheduled[name] = _apply(task, func, config)
+            if scheduled[name] is None:  # reported, then the default config, then a default schedule
                 coverage.failed.append(name)
-                scheduled[name] = schedule_default(func, target)
+                scheduled[name] = _apply(task, func, task.default_config) or schedule_default(func, target)
     for name, func in primfuncs(module).items():
         if name not in scheduled:
             scheduled[name] = schedule_default(func, target)
