@@ -17,23 +17,20 @@ import onnx
 import tvm
 from tvm import relax
 
+from autotune.model import input_dtypes
+
 PAUSE_SECONDS = 0.3
 
 
 def random_inputs(model: onnx.ModelProto, shapes: Mapping[str, list[int]], seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for every graph input: normal floats; 0/1 integers (valid ids and masks alike)."""
     rng = np.random.default_rng(seed)
-    initializers = {init.name for init in model.graph.initializer}
     feeds = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-        shape = shapes[value.name]
+    for name, dtype in input_dtypes(model).items():
         if np.issubdtype(dtype, np.integer):
-            feeds[value.name] = rng.integers(0, 2, shape).astype(dtype)
+            feeds[name] = rng.integers(0, 2, shapes[name]).astype(dtype)
         else:
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[name] = rng.standard_normal(shapes[name]).astype(dtype)
     return feeds
 
 

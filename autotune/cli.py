@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 
 from autotune.engine import DeviceLostError, Progress, tune_task
@@ -331,12 +330,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model, thread_pool_for
-
+    from autotune.model import input_dtypes
     from autotune.packs import pack_records
 
     model, shapes, module, device = open_model(args)
     records = read_logs(args.log, device)
-    scheduled, coverage = schedule_model(module, device, records, packs=pack_records(device))
+    tasks = extract_tasks(module, device)
+    scheduled, coverage = schedule_model(module, device, records, packs=pack_records(device), tasks=tasks)
     print(coverage.summary())
     if args.strict and (coverage.fallback or coverage.failed):
         for name in coverage.fallback:
@@ -346,19 +346,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"autotune: --strict: {len(coverage.fallback) + len(coverage.failed)} tasks would use a fallback", file=sys.stderr)
         return 1
     executable = compile_model(scheduled, device)
-    dtypes = {v.name: str(onnx_dtype(v)) for v in model.graph.input}
+    dtypes = input_dtypes(model)
     inputs = {name: (dims, dtypes[name]) for name, dims in shapes.items()}
-    export_model(executable, device, args.output, inputs, thread_pool_for(extract_tasks(module, device), records))
+    export_model(executable, device, args.output, inputs, thread_pool_for(tasks, records))
     if not device.cross_compiler:
         load_model(args.output)  # it loads back
     print(f"wrote {args.output} (and {args.output}.json)")
     return 0
-
-
-def onnx_dtype(value) -> str:
-    import onnx
-
-    return str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -109,11 +109,13 @@ def schedule_model(
     registry: TemplateRegistry | None = None,
     tuned: bool = True,
     packs: Iterable[Record] = (),
+    tasks: list[ModelTask] | None = None,
 ) -> tuple[tvm.IRModule, Coverage]:
     """`module` with every PrimFunc scheduled: best logged configs (`tuned`), else defaults.
 
     `packs` (pre-tuned records shipped with the package) serve the tasks that `records`
-    (the user's logs) do not cover, before the templates' defaults.
+    (the user's logs) do not cover, before the templates' defaults. `tasks`: the module's
+    `extract_tasks`, when the caller has them already.
     """
     registry = registry or default_registry()
     records, packs = list(records), list(packs)
@@ -121,7 +123,7 @@ def schedule_model(
     coverage = Coverage()
     module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
     scheduled: dict[str, tirx.PrimFunc | None] = {}
-    for model_task in extract_tasks(module, device, registry):
+    for model_task in tasks if tasks is not None else extract_tasks(module, device, registry):
         task = model_task.task
         best = (task.best(records) or task.best(packs)) if tuned else None
         config = best[0] if best else task.default_config

@@ -19,7 +19,6 @@ from tvm.relax.frontend.onnx import from_onnx
 
 from schedules.conv2d import channel_block, conv2d_nchwc
 from schedules.depthwise import depthwise_nchwc
-from targets import Device
 
 
 class ModelError(ValueError):
@@ -64,6 +63,13 @@ def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, 
     """
     model = read_model(source)
     return lower(from_onnx(model, shape_dict=resolve_shapes(model, shapes)))
+
+
+def input_dtypes(model: onnx.ModelProto) -> dict[str, str]:
+    """The numpy dtype of each graph input that is not an initializer."""
+    initializers = {init.name for init in model.graph.initializer}
+    return {value.name: str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+            for value in model.graph.input if value.name not in initializers}
 
 
 def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
@@ -152,7 +158,3 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 
 def _shape(expr: relax.Expr) -> list[int]:
     return [int(d) for d in expr.ty.shape.values]
-
-
-def build(module: tvm.IRModule, device: Device) -> relax.Executable:
-    return tvm.compile(module, target=device.tvm_target)

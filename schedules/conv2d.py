@@ -64,11 +64,6 @@ class Conv2dCPU(Template):
             raise ValueError("conv2d: channel counts must be multiples of 8, or below 16")
         return Workload.make(self.op, N=n, C=c, H=h, W=w, K=k, R=r, S=s, stride=stride, pad=pad, dtype=dtype)
 
-    @staticmethod
-    def out_size(wl: Workload) -> tuple[int, int]:
-        return ((wl["H"] + 2 * wl["pad"] - wl["R"]) // wl["stride"] + 1,
-                (wl["W"] + 2 * wl["pad"] - wl["S"]) // wl["stride"] + 1)
-
     def match(self, sch: s_tir.Schedule) -> Workload | None:
         """A 5-D data read times a 6-D kernel read, reduced over (input block, r, s, channel)."""
         block = anchor_block(sch)
@@ -103,7 +98,7 @@ class Conv2dCPU(Template):
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
         cb, kb = _blocks(wl)
-        oh, ow = self.out_size(wl)
+        oh, ow = out_size(wl)
         space = ConfigSpace()
         space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
         space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
@@ -119,7 +114,7 @@ class Conv2dCPU(Template):
     def default_values(self, wl: Workload, device: Device, space: ConfigSpace) -> dict[str, Any]:
         """A 4-8 wide row of pixels times 2 output blocks, 4 input channels unrolled (measured near the best)."""
         cb, kb = _blocks(wl)
-        oh, ow = self.out_size(wl)
+        oh, ow = out_size(wl)
         owr = next(d for d in (8, 7, 4, 14, 16, 2, 1) if ow % d == 0)
         kor = 2 if (wl["K"] // kb) % 2 == 0 else 1
         cu = next(d for d in (4, 3, 2, 1) if cb % d == 0)
@@ -154,7 +149,7 @@ class Conv2dCPU(Template):
         schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
 
     def flops(self, wl: Workload) -> int:
-        oh, ow = self.out_size(wl)
+        oh, ow = out_size(wl)
         return 2 * wl["N"] * wl["K"] * oh * ow * wl["C"] * wl["R"] * wl["S"]
 
     def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:
@@ -187,15 +182,7 @@ def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -> t
     n, cblocks, h, w, cb = (int(d) for d in data.shape)
     kblocks, _, r, s, _, kb = (int(d) for d in kernel.shape)
     oh, ow = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
-    padded = data
-    if pad:
-        padded = te.compute(
-            (n, cblocks, h + 2 * pad, w + 2 * pad, cb),
-            lambda b, co, y, x, ci: tirx.if_then_else(
-                tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad),
-                data[b, co, y - pad, x - pad, ci], tirx.const(0, data.dtype)),
-            name="pad",
-        )
+    padded = pad_nchwc(data, pad)
     co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((cblocks, "co"), (r, "r"), (s, "s"), (cb, "ci")))
     return te.compute(
         (n, kblocks, oh, ow, kb),
@@ -203,3 +190,23 @@ def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -> t
             padded[b, co, y * stride + rr, x * stride + ss, ci] * kernel[ko, co, rr, ss, ci, ki], axis=[co, rr, ss, ci]),
         name="conv2d",
     )
+
+
+def pad_nchwc(data: te.Tensor, pad: int) -> te.Tensor:
+    """`data` (N, C/x, H, W, x) zero-padded by `pad` on H and W, as a stage named "pad" (`data` itself for 0)."""
+    if not pad:
+        return data
+    n, cblocks, h, w, cb = data.shape
+    return te.compute(
+        (n, cblocks, h + 2 * pad, w + 2 * pad, cb),
+        lambda b, c, y, x, ci: tirx.if_then_else(
+            tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad),
+            data[b, c, y - pad, x - pad, ci], tirx.const(0, data.dtype)),
+        name="pad",
+    )
+
+
+def out_size(wl: Workload) -> tuple[int, int]:
+    """(OH, OW) of a convolution workload (keys H, W, R, S, stride, pad)."""
+    return ((wl["H"] + 2 * wl["pad"] - wl["R"]) // wl["stride"] + 1,
+            (wl["W"] + 2 * wl["pad"] - wl["S"]) // wl["stride"] + 1)

@@ -173,7 +173,8 @@ class MatmulCPU(Template):
             return (*lead, j // nr, k, j % nr)
 
         sch.transform_layout(block, ("read", 1), tirx.IndexMap.from_func(panels, ndim=ndim, index_dtype=str(shape[0].ty)), pad_value=0.0)
-        lead, loops = sch.get_loops(pack)[: ndim - 2], sch.get_loops(pack)[ndim - 2:]
+        pack_loops = sch.get_loops(pack)
+        lead, loops = pack_loops[: ndim - 2], pack_loops[ndim - 2:]
         if len(loops) == 2:  # transform_layout reorders the copy's loops only when it pads
             k, j = reversed(loops) if transpose_b else loops
             panel, j_inner = sch.split(j, [None, nr])

@@ -26,7 +26,8 @@ from tvm import s_tir, te, tirx
 from tvm.sym import Analyzer, detect_linear_equation
 
 from schedules.default import schedule_leftover_blocks
-from schedules.matching import anchor_block, fuse_epilogue, top_blocks
+from schedules.conv2d import out_size, pad_nchwc
+from schedules.matching import anchor_block, fuse_epilogue, is_multiply_accumulate, producer_of
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
@@ -48,15 +49,7 @@ def depthwise_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -
     _, _, r, s, _ = kernel.shape
     oh = (h + 2 * pad - r) // stride + 1
     ow = (w + 2 * pad - s) // stride + 1
-    padded = data
-    if pad > 0:
-        padded = te.compute(
-            (n, cblocks, h + 2 * pad, w + 2 * pad, cb),
-            lambda b, c, y, x, ci: tirx.if_then_else(
-                tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad),
-                data[b, c, y - pad, x - pad, ci], tirx.const(0, data.dtype)),
-            name="pad",
-        )
+    padded = pad_nchwc(data, pad)
     rr, ss = te.reduce_axis((0, r), name="r"), te.reduce_axis((0, s), name="s")
     return te.compute(
         (n, cblocks, oh, ow, cb),
@@ -85,11 +78,6 @@ class DepthwiseConv2dCPU(Template):
             raise ValueError("depthwise_conv2d: the kernel is larger than the padded input")
         return Workload.make(self.op, N=n, C=c, H=h, W=w, R=r, S=s, stride=stride, pad=pad, dtype=dtype)
 
-    @staticmethod
-    def out_size(wl: Workload) -> tuple[int, int]:
-        return ((wl["H"] + 2 * wl["pad"] - wl["R"]) // wl["stride"] + 1,
-                (wl["W"] + 2 * wl["pad"] - wl["S"]) // wl["stride"] + 1)
-
     def match(self, sch: s_tir.Schedule) -> Workload | None:
         block = anchor_block(sch)
         found = _match_depthwise(sch, block) if block is not None else None
@@ -100,7 +88,7 @@ class DepthwiseConv2dCPU(Template):
         except ValueError:
             return None
         out_shape = [int(d) for d in sch.get(block).writes[0].source.shape]
-        return wl if out_shape == [wl["N"], wl["C"] // BLOCK, *self.out_size(wl), BLOCK] else None
+        return wl if out_shape == [wl["N"], wl["C"] // BLOCK, *out_size(wl), BLOCK] else None
 
     def compute(self, wl: Workload) -> tirx.PrimFunc:
         n, c, h, w, r, s = (wl[x] for x in ("N", "C", "H", "W", "R", "S"))
@@ -109,7 +97,7 @@ class DepthwiseConv2dCPU(Template):
         return te.create_prim_func([data, kernel, depthwise_nchwc(data, kernel, wl["stride"], wl["pad"])])
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
-        oh, ow = self.out_size(wl)
+        oh, ow = out_size(wl)
         space = ConfigSpace()
         space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
         space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
@@ -130,7 +118,7 @@ class DepthwiseConv2dCPU(Template):
         small); a plane of at most 14 x 14 outputs also takes two channel blocks, which
         gives a parallel task more work.
         """
-        oh, ow = self.out_size(wl)
+        oh, ow = out_size(wl)
         budget = _tile_budget(wl, device)
         target = max(1, budget // 2)
         owr = min((d for d in range(1, min(ow, budget) + 1) if ow % d == 0), key=lambda d: (abs(d - target), d))
@@ -164,14 +152,8 @@ class DepthwiseConv2dCPU(Template):
         schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
 
     def flops(self, wl: Workload) -> int:
-        oh, ow = self.out_size(wl)
+        oh, ow = out_size(wl)
         return 2 * wl["N"] * wl["C"] * oh * ow * wl["R"] * wl["S"]
-
-    def bytes_moved(self, wl: Workload) -> int:
-        """Bytes read and written once each (data, kernel, output): the memory-bound floor."""
-        oh, ow = self.out_size(wl)
-        elements = wl["N"] * wl["C"] * (wl["H"] * wl["W"] + oh * ow) + wl["C"] * wl["R"] * wl["S"]
-        return elements * np.dtype(wl["dtype"]).itemsize
 
     def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:
         n, c, h, w, r, s = (wl[x] for x in ("N", "C", "H", "W", "R", "S"))
@@ -209,7 +191,7 @@ def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
         return None
     out = stmt.writes[0].source
     reads = [region for region in stmt.reads if not region.source.same_as(out)]
-    if len(reads) != 2 or not _is_multiply_accumulate(stmt.body):
+    if len(reads) != 2 or not is_multiply_accumulate(stmt):
         return None
     if not _same_vars([r.min for r in stmt.writes[0].region], spatial):
         return None
@@ -237,7 +219,7 @@ def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
     if strides[0] != strides[1] or strides[0] < 1:
         return None
     padded_shape = [int(d) for d in data.source.shape]
-    source_shape = _pad_input_shape(sch, data.source, padded_shape)
+    source_shape = _pad_input_shape(sch, block, data.source, padded_shape)
     if source_shape is None or len(source_shape) != 5:
         return None
     if [*source_shape[:2], source_shape[4]] != [*padded_shape[:2], padded_shape[4]]:  # only H and W padded
@@ -253,16 +235,13 @@ def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
             "stride": strides[0], "pad": pad_h // 2, "dtype": str(out.dtype)}
 
 
-def _pad_input_shape(sch: s_tir.Schedule, buffer: tirx.Buffer, shape: list[int]) -> list[int] | None:
+def _pad_input_shape(sch: s_tir.Schedule, block, buffer: tirx.Buffer, shape: list[int]) -> list[int] | None:
     """Shape of the padding's input when a block produces `buffer`, `shape` when no block does, else None."""
-    for block in top_blocks(sch):
-        stmt = sch.get(block)
-        if any(region.source.same_as(buffer) for region in stmt.writes):
-            sources = [region.source for region in stmt.reads]
-            if len(sources) != 1:  # not a padding
-                return None
-            return [int(d) for d in sources[0].shape]
-    return shape
+    producer = producer_of(sch, block, buffer)
+    if producer is None:
+        return shape
+    sources = [region.source for region in sch.get(producer).reads]
+    return [int(d) for d in sources[0].shape] if len(sources) == 1 else None  # else: not a padding
 
 
 def _same_vars(exprs: Sequence[tirx.PrimExpr], variables: Sequence[tirx.Var]) -> bool:
@@ -272,9 +251,3 @@ def _same_vars(exprs: Sequence[tirx.PrimExpr], variables: Sequence[tirx.Var]) ->
 
 def _is_zero(expr: tirx.PrimExpr) -> bool:
     return isinstance(expr, tirx.IntImm) and int(expr) == 0
-
-
-def _is_multiply_accumulate(body: tirx.Stmt) -> bool:
-    """The block body is `out[..] = out[..] + a[..] * b[..]`."""
-    return (isinstance(body, tirx.BufferStore) and isinstance(body.value, tirx.Add)
-            and isinstance(body.value.b, tirx.Mul))

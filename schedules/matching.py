@@ -56,7 +56,7 @@ def gemm_axis_kinds(stmt: tirx.SBlock) -> list[str] | None:
     Unlike dlight's `detect_iter_traits`, unit axes keep their kind, so M = 1 (a GEMV) or
     a batch of one are still GEMMs.
     """
-    if len(stmt.reads) != 2 or len(stmt.writes) != 1 or not _is_multiply_accumulate(stmt) or not _plain_indices(stmt):
+    if len(stmt.reads) != 2 or len(stmt.writes) != 1 or not is_multiply_accumulate(stmt) or not _plain_indices(stmt):
         return None
     a, b, c = (_axes(region) for region in (stmt.reads[0], stmt.reads[1], stmt.writes[0]))
     kinds = []
@@ -123,7 +123,7 @@ def _plain_indices(stmt: tirx.SBlock) -> bool:
     return all(isinstance(r.min, (tirx.Var, tirx.IntImm)) for r in regions)
 
 
-def _is_multiply_accumulate(stmt: tirx.SBlock) -> bool:
+def is_multiply_accumulate(stmt: tirx.SBlock) -> bool:
     """The block body is `C[..] = C[..] + A[..] * B[..]`."""
     body = stmt.body
     if not isinstance(body, tirx.BufferStore) or not isinstance(body.value, tirx.Add):

@@ -1,23 +1,13 @@
 """Matmul, dense and batch_matmul templates against numpy, for the default and random configs, on odd shapes too."""
 import random
 
-import numpy as np
 import pytest
-import tvm
+from numpy_check import check_against_numpy
 
+from autotune.task import Task
 from schedules import default_registry
 
 SHAPES = [(1024, 1024, 1024), (127, 255, 63), (1, 1000, 512), (128, 256, 1024), (7, 3, 5), (1, 1, 1)]
-
-
-def run(template, wl, config, device):
-    executable = tvm.compile(template.schedule(wl, config, device), target=device.tvm_target)
-    inputs = template.make_inputs(wl, np.random.default_rng(1))
-    dev = tvm.cpu()
-    expected = template.reference(wl, inputs)
-    args = [tvm.runtime.tensor(x, dev) for x in inputs] + [tvm.runtime.tensor(np.full_like(expected, np.nan), dev)]
-    executable["main"](*args)
-    return args[-1].numpy(), expected
 
 
 @pytest.mark.parametrize("op", ["matmul", "dense"])
@@ -28,8 +18,7 @@ def test_default_and_random_configs_match_numpy(op, shape, host):
     space = template.space(wl, host)
     configs = [template.default_config(wl, host, space)] + space.sample(random.Random(hash(shape) % 1000), 2)
     for config in configs:
-        actual, expected = run(template, wl, config, host)
-        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=str(config))
+        check_against_numpy(Task(template, wl, host), config)
 
 
 def test_workload_key_is_plain_and_stable():
@@ -57,5 +46,4 @@ def test_batch_matmul_default_and_random_configs_match_numpy(shape, host):
     wl = template.workload(shape, "float32")
     space = template.space(wl, host)
     for config in [template.default_config(wl, host, space)] + space.sample(random.Random(sum(shape)), 2):
-        actual, expected = run(template, wl, config, host)
-        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=str(config))
+        check_against_numpy(Task(template, wl, host), config)

@@ -17,7 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 from rpc_cluster import Cluster
 from tvm import relax, rpc
 
-from autotune.model import build, load_onnx
+from autotune.compile import compile_model
+from autotune.model import load_onnx
 from targets import get_device
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "emulated_aarch64.sh")
@@ -77,12 +78,12 @@ def tiny_model() -> onnx.ModelProto:
 def test_onnx_model_compiled_for_aarch64_matches_the_host(board, tmp_path):
     module = load_onnx(tiny_model())
     x = np.random.default_rng(1).standard_normal((4, 16)).astype("float32")
-    host = relax.VirtualMachine(build(module, get_device("host")), tvm.cpu())
+    host = relax.VirtualMachine(compile_model(module, get_device("host")), tvm.cpu())
     expected = host["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
 
     aarch64 = get_device("aarch64")
     path = str(tmp_path / "model.so")
-    aarch64.export_library(build(module, aarch64), path)
+    aarch64.export_library(compile_model(module, aarch64), path)
     session = rpc.connect_tracker("127.0.0.1", board.port).request(KEY, priority=1)
     session.upload(path)
     dev = session.cpu()

@@ -24,7 +24,6 @@ from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOpt
 from autotune.model import load_onnx, resolve_shapes
 from autotune.records import load_records
 from autotune.scheduler import tune_model
-from schedules import default_registry
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 import make_models  # noqa: E402

@@ -9,7 +9,8 @@ import tvm
 from onnx.reference import ReferenceEvaluator
 from tvm import relax
 
-from autotune.model import ModelError, build, load_onnx
+from autotune.compile import compile_model
+from autotune.model import ModelError, load_onnx
 from targets import get_device
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
@@ -43,7 +44,7 @@ def test_small_demo_models_match_onnx_reference(name):
     model = SMALL[name]()
     inputs = feeds(model)
     expected = ReferenceEvaluator(model).run(None, inputs)[0]
-    vm = relax.VirtualMachine(build(load_onnx(model), get_device("host")), tvm.cpu())
+    vm = relax.VirtualMachine(compile_model(load_onnx(model), get_device("host")), tvm.cpu())
     actual = vm["main"](*[tvm.runtime.tensor(inputs[v.name], tvm.cpu()) for v in model.graph.input]).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
     assert np.abs(expected).max() > 1e-3  # the graph computes something
