@@ -225,7 +225,7 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
 
 
 def open_model(args: argparse.Namespace):
-    """(ONNX model, input shapes, lowered module, device) for the model commands; usage errors in one line."""
+    """(ONNX model, input shapes, imported and lowered modules, device) for the model commands; usage errors in one line."""
     from autotune.model import ModelError, from_onnx, lower, read_model, resolve_shapes
     from targets import get_device
 
@@ -240,10 +240,11 @@ def open_model(args: argparse.Namespace):
     os.environ.setdefault("TVM_NUM_THREADS", str(device.num_threads))
     print(f"importing {args.model} ...", file=sys.stderr)
     try:
-        module = lower(from_onnx(model, shape_dict=shapes))
+        imported = from_onnx(model, shape_dict=shapes)
+        module = lower(imported)
     except Exception as error:  # noqa: BLE001 - the importer's failures on a checked model: one line
         raise UsageError(f"cannot import {args.model}: {str(error).strip().splitlines()[-1]}") from None
-    return model, shapes, module, device
+    return model, shapes, imported, module, device
 
 
 def read_logs(paths: list[str] | None, device: Device) -> list:
@@ -263,14 +264,16 @@ def read_logs(paths: list[str] | None, device: Device) -> list:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from autotune.compile import extract_tasks, primfuncs
+    from autotune.compile import extract_tasks, primfuncs, with_alternatives
 
-    _, _, module, device = open_model(args)
-    tasks = extract_tasks(module, device)
-    total = sum(t.flops for t in tasks) or 1
+    _, _, _, module, device = open_model(args)
+    tasks = with_alternatives(extract_tasks(module, device))
+    total = sum(t.flops for t in tasks if not t.alternative_of) or 1
+    number = {id(t): n for n, t in enumerate(tasks, 1)}
     print(f"{'#':>3}  {'workload':70s} {'template':28s} {'calls':>5}  {'MFLOP':>8}  share")
-    for n, t in enumerate(tasks, 1):
-        print(f"{n:>3}  {str(t.task.workload):70s} {t.task.template.name:28s} {t.calls:>5}  {t.flops / 1e6:>8.1f}  {t.flops / total:>5.1%}")
+    for t in tasks:
+        share = f"alternative to #{number[id(t.alternative_of)]}" if t.alternative_of else f"{t.flops / total:>5.1%}"
+        print(f"{number[id(t)]:>3}  {str(t.task.workload):70s} {t.task.template.name:28s} {t.calls:>5}  {t.flops / 1e6:>8.1f}  {share}")
     owned = {name for t in tasks for name in t.functions}
     others = sorted(set(primfuncs(module)) - owned)
     print(f"{len(tasks)} tasks; {len(others)} other functions get default schedules: {', '.join(others)}")
@@ -286,14 +289,14 @@ class ModelProgressLine(ProgressLine):
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from autotune.compile import extract_tasks
+    from autotune.compile import extract_tasks, with_alternatives
     from autotune.scheduler import tune_model
 
     check_tuning_flags(args)
     if args.minutes is not None and args.minutes <= 0:
         raise UsageError(f"--minutes must be positive, got {args.minutes:g}")
-    _, _, module, device = open_model(args)
-    tasks = extract_tasks(module, device)
+    _, _, _, module, device = open_model(args)
+    tasks = with_alternatives(extract_tasks(module, device))
     if not tasks:
         print("no operator of this model has a template: nothing to tune")
         return 0
@@ -329,14 +332,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model, thread_pool_for
+    from autotune.compile import compile_model, export_model, load_model, lower_for_logs, schedule_model, thread_pool_for
     from autotune.model import input_dtypes
     from autotune.packs import pack_records
 
-    model, shapes, module, device = open_model(args)
-    records = read_logs(args.log, device)
-    tasks = extract_tasks(module, device)
-    scheduled, coverage = schedule_model(module, device, records, packs=pack_records(device), tasks=tasks)
+    model, shapes, imported, module, device = open_model(args)
+    records, packs = read_logs(args.log, device), pack_records(device)
+    module, tasks = lower_for_logs(imported, device, records, packs, lowered=module)
+    scheduled, coverage = schedule_model(module, device, records, packs=packs, tasks=tasks)
     print(coverage.summary())
     if args.strict and (coverage.fallback or coverage.failed):
         for name in coverage.fallback:
@@ -357,17 +360,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from autotune.bench import ORTRunner, VMRunner, compare, onnxruntime_available, random_inputs
-    from autotune.compile import compile_model, schedule_model
+    from autotune.compile import compile_model, lower_for_logs, schedule_model
     from autotune.packs import pack_records
 
-    model, shapes, module, device = open_model(args)
+    model, shapes, imported, module, device = open_model(args)
     if device.cross_compiler or device.family != "cpu":
         raise UsageError(f"bench runs on this machine; device {device.name!r} is not it")
     records, packs = read_logs(args.log, device), pack_records(device)
     feeds = random_inputs(model, shapes)
     runners = {}
     if records or packs:
-        scheduled, coverage = schedule_model(module, device, records, packs=packs)
+        tuned_module, tasks = lower_for_logs(imported, device, records, packs, lowered=module)
+        scheduled, coverage = schedule_model(tuned_module, device, records, packs=packs, tasks=tasks)
         print(f"tuned: {coverage.summary()}", file=sys.stderr)
         runners["tuned"] = VMRunner(compile_model(scheduled, device), feeds)
     untuned, _ = schedule_model(module, device, tuned=False)

@@ -2,9 +2,12 @@
 
 Every PrimFunc of the model is offered to the templates of the device's family; the
 first whose matcher recognises it owns it. Functions with the same workload share one
-task, weighted by how often one inference calls them. Compiling schedules each owned
-function with its task's best logged config (the template's default when the logs have
-none) and every other function with a default schedule, and says which got what.
+task, weighted by how often one inference calls them. Where a template offers another
+algorithm for a task's operator (Winograd for a 3x3 conv2d), tuning measures that too,
+and compiling lowers each operator with the algorithm its logs found faster. Compiling
+schedules each owned function with its task's best logged config (the template's
+default when the logs have none) and every other function with a default schedule, and
+says which got what.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import tvm
 from tvm import relax, s_tir, tirx
 
+from autotune.model import lower
 from autotune.records import Record
 from autotune.task import Task
 from schedules import Config, Template, TemplateRegistry, Workload, default_registry
@@ -32,10 +36,16 @@ class ModelTask:
     task: Task
     functions: list[str] = field(default_factory=list)
     calls: int = 0
+    alternative_of: ModelTask | None = None  # the task whose operator this one computes another way
 
     @property
     def flops(self) -> int:
         return self.task.flops * self.calls
+
+    @property
+    def operator(self) -> str:
+        """The operator instance this task computes: alternatives of one task share it."""
+        return (self.alternative_of or self).task.workload.key
 
 
 def match_function(func: tirx.PrimFunc, registry: TemplateRegistry, family: str) -> tuple[Template, Workload] | None:
@@ -77,6 +87,54 @@ def extract_tasks(module: tvm.IRModule, device: Device, registry: TemplateRegist
         entry.functions.append(name)
         entry.calls += counts[name]
     return sorted(tasks.values(), key=lambda t: -t.flops)
+
+
+def with_alternatives(tasks: list[ModelTask], registry: TemplateRegistry | None = None) -> list[ModelTask]:
+    """`tasks`, each followed by a task per other algorithm a template offers for it (to tune both)."""
+    registry = registry or default_registry()
+    result = []
+    for model_task in tasks:
+        result.append(model_task)
+        task = model_task.task
+        for template in registry.templates(task.device.family):
+            if template.alternative_to == task.workload.op and template.serves(task.workload):
+                workload = Workload.make(template.op, **dict(task.workload.args))
+                result.append(ModelTask(Task(template, workload, task.device), [], model_task.calls, model_task))
+    return result
+
+
+def faster_alternatives(tasks: list[ModelTask], records: Iterable[Record], packs: Iterable[Record] = ()) -> set[Workload]:
+    """Workloads of the tasks whose logged alternative algorithm beat their own best config."""
+    records, packs = list(records), list(packs)
+
+    def best_cost(task: Task) -> float:
+        best = task.best(records) or task.best(packs)
+        return best[1].cost if best else float("inf")
+
+    return {t.alternative_of.task.workload for t in tasks
+            if t.alternative_of and best_cost(t.task) < best_cost(t.alternative_of.task)}
+
+
+def lower_for_logs(
+    imported: tvm.IRModule,
+    device: Device,
+    records: Iterable[Record] = (),
+    packs: Iterable[Record] = (),
+    registry: TemplateRegistry | None = None,
+    lowered: tvm.IRModule | None = None,
+) -> tuple[tvm.IRModule, list[ModelTask]]:
+    """The imported model lowered with, per operator, the algorithm the logs measured fastest; and its tasks.
+
+    `lowered`: `lower(imported)`, when the caller has it already.
+    """
+    records, packs = list(records), list(packs)
+    module = lowered or lower(imported)
+    tasks = extract_tasks(module, device, registry)
+    winograd = faster_alternatives(with_alternatives(tasks, registry), records, packs)
+    if winograd:
+        module = lower(imported, winograd)
+        tasks = extract_tasks(module, device, registry)
+    return module, tasks
 
 
 @dataclass

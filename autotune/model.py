@@ -4,12 +4,15 @@ Lowering converts every conv2d a template serves to a blocked channel layout (NC
 `schedules.conv2d.channel_block`) with `relax.transform.ConvertLayout`, legalizes it with
 the template's own compute, folds the weight layout transforms into constants, then
 legalizes and fuses the rest as TVM does (`relax.get_pipeline("zero")`). Layout
-transforms remain only where the graph enters and leaves the blocked layout.
+transforms remain only where the graph enters and leaves the blocked layout. The 3x3
+convolutions named in `winograd` are computed by Winograd's algorithm instead, their
+kernels transformed once, at compile time, with the rest of the constants.
 """
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import onnx
 import tvm
@@ -17,8 +20,10 @@ from tvm import relax
 from tvm.relax import dpl
 from tvm.relax.frontend.onnx import from_onnx
 
+from schedules import Workload
 from schedules.conv2d import channel_block, conv2d_nchwc
 from schedules.depthwise import depthwise_nchwc
+from schedules.winograd import conv2d_winograd_nchwc, winograd_kernel
 
 
 class ModelError(ValueError):
@@ -56,13 +61,19 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] |
     return {name: shapes.get(name, dims) for name, dims in inputs.items()}
 
 
-def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
+def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
+              winograd: Collection[Workload] = ()) -> tvm.IRModule:
     """The model as a Relax module of fused PrimFuncs (see `lower`).
 
     `shapes` gives input shapes by name; needed for inputs with symbolic dimensions.
     """
+    return lower(import_onnx(source, shapes), winograd)
+
+
+def import_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
+    """The model as imported to Relax, before lowering."""
     model = read_model(source)
-    return lower(from_onnx(model, shape_dict=resolve_shapes(model, shapes)))
+    return from_onnx(model, shape_dict=resolve_shapes(model, shapes))
 
 
 def input_dtypes(model: onnx.ModelProto) -> dict[str, str]:
@@ -84,14 +95,18 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
     return shapes
 
 
-def lower(module: tvm.IRModule) -> tvm.IRModule:
-    """Relax from the ONNX importer -> fused PrimFuncs, convolutions in blocked layouts."""
+def lower(module: tvm.IRModule, winograd: Collection[Workload] = ()) -> tvm.IRModule:
+    """Relax from the ONNX importer -> fused PrimFuncs, convolutions in blocked layouts.
+
+    `winograd`: conv2d workloads to compute with `schedules.winograd` (3x3, stride 1).
+    """
+    legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd))
     module = _clips_as_relax_ops(module)
     module = tvm.transform.Sequential([
         relax.transform.ConvertLayout({}, layout_cb=_conv2d_layouts),
         relax.transform.Normalize(),
         relax.transform.FastMathTransform(),  # erf, exp, tanh as polynomials LLVM vectorizes
-        relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": _legalize_conv2d}),
+        relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_conv2d}),
         relax.transform.FoldConstant(),
     ])(module)
     return relax.get_pipeline("zero")(module)
@@ -146,14 +161,25 @@ def _blockable(call: relax.Call) -> bool:
     return attrs.groups == channels == out_channels and channels % 16 == 0
 
 
-def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call, winograd: frozenset[Workload]) -> relax.Expr:
     """Blocked conv2d with the templates' computes; TVM's own legalization for the rest."""
     attrs = call.attrs
     if attrs.data_layout == "NCHW":
         return tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
     stride, pad = int(attrs.strides[0]), int(attrs.padding[0])
+    if attrs.groups == 1 and _conv2d_workload(call) in winograd:
+        kernel = bb.emit_te(winograd_kernel, call.args[1], primfunc_name_hint="winograd_kernel")
+        return bb.call_te(conv2d_winograd_nchwc, call.args[0], kernel, pad, primfunc_name_hint="conv2d_winograd")
     compute = conv2d_nchwc if attrs.groups == 1 else depthwise_nchwc
     return bb.call_te(compute, call.args[0], call.args[1], stride, pad, primfunc_name_hint="conv2d")
+
+
+def _conv2d_workload(call: relax.Call) -> Workload:
+    """The `schedules.conv2d` workload of a blocked conv2d call."""
+    n, cblocks, h, w, cb = _shape(call.args[0])
+    kblocks, _, r, s, _, kb = _shape(call.args[1])
+    return Workload.make("conv2d", N=n, C=cblocks * cb, H=h, W=w, K=kblocks * kb, R=r, S=s,
+                         stride=int(call.attrs.strides[0]), pad=int(call.attrs.padding[0]), dtype=str(call.ty.dtype))
 
 
 def _shape(expr: relax.Expr) -> list[int]:

@@ -3,8 +3,10 @@
 Every task first gets one small batch (its default config first), so each has a measured
 latency. After that each batch goes to the task with the largest expected end-to-end
 gain: calls per inference x current best latency x recent improvement rate, in the
-spirit of Ansor's gradient task scheduler. A task that has not improved for `patience`
-trials, or whose space is exhausted, stops. All tasks share one builder, one runner and
+spirit of Ansor's gradient task scheduler. Tasks that compute one operator by different
+algorithms (`ModelTask.alternative_of`) count once, by the faster: a slower one gains
+only what would make it the faster. A task that has not improved for `patience` trials,
+or whose space is exhausted, stops. All tasks share one builder, one runner and
 one log, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
@@ -38,12 +40,12 @@ class TaskProgress:
     def trials(self) -> int:
         return self.session.resumed + self.session.measured
 
-    def gain(self, window: int = 2) -> float:
-        """Expected latency saved by one more batch: latency x recent relative improvement.
+    def gain(self, operator_latency: float, window: int = 2) -> float:
+        """Expected latency saved by one more batch, when its operator now costs `operator_latency`.
 
-        The rate is the improvement over the last `window` batches, but never below an
-        optimistic prior that decays with the batches spent, so a task that stalls
-        once is not abandoned at once.
+        The task's latency is expected to fall by its recent relative improvement (over
+        the last `window` batches), but never less than an optimistic prior that decays
+        with the batches spent, so a task that stalls once is not abandoned at once.
         """
         history = self.best_history
         if not history or history[-1] == float("inf"):
@@ -51,7 +53,7 @@ class TaskProgress:
         before = history[-window - 1] if len(history) > window else history[0]
         recent = (before - history[-1]) / before if before < float("inf") else 1.0
         prior = 0.5 / len(history)
-        return self.latency * max(recent, prior)
+        return max(0.0, operator_latency - self.latency * (1 - max(recent, prior)))
 
 
 @dataclass
@@ -64,10 +66,18 @@ class ModelProgress:
     elapsed: float
     current: TaskProgress | None = None
 
+    def operator_latency(self) -> dict[str, float]:
+        """Seconds per inference of each operator: its fastest task's."""
+        fastest: dict[str, float] = {}
+        for t in self.tasks:
+            key = t.model_task.operator
+            fastest[key] = min(fastest.get(key, float("inf")), t.latency)
+        return fastest
+
     @property
     def latency(self) -> float:
-        """Estimated seconds of the tuned operators per inference (of the tasks measured so far)."""
-        return sum(t.latency for t in self.tasks if t.latency < float("inf"))
+        """Estimated seconds of the tuned operators per inference (of the operators measured so far)."""
+        return sum(x for x in self.operator_latency().values() if x < float("inf"))
 
     @property
     def unmeasured(self) -> int:
@@ -114,7 +124,8 @@ def tune_model(
             if not active:
                 break
             fresh = [s for s in active if not s.best_history]
-            state = fresh[0] if fresh else max(active, key=TaskProgress.gain)
+            operators = progress.operator_latency()
+            state = fresh[0] if fresh else max(active, key=lambda s: s.gain(operators[s.model_task.operator]))
             size = min(first_batch if fresh else batch_size, n_trials - progress.measured)
             count = state.session.step(size, builder, runner, writer)
             state.best_history.append(state.session.best_cost)

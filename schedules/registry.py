@@ -19,7 +19,9 @@ class TemplateRegistry:
         return sorted(op for op, fam in self._templates if fam == family)
 
     def templates(self, family: str = "cpu") -> list[Template]:
-        return [t for (_, fam), t in sorted(self._templates.items()) if fam == family]
+        """The family's templates, alternative algorithms first: their matchers are the more specific."""
+        return sorted((t for (_, fam), t in self._templates.items() if fam == family),
+                      key=lambda t: (t.alternative_to is None, t.op))
 
     def by_name(self, name: str) -> Template:
         """The template called `name` (as logs record it); ValueError when there is none."""
@@ -42,5 +44,6 @@ def default_registry() -> TemplateRegistry:
     from schedules.conv2d import Conv2dCPU
     from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
     from schedules.depthwise import DepthwiseConv2dCPU
+    from schedules.winograd import Conv2dWinogradCPU
 
-    return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), DepthwiseConv2dCPU()])
+    return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU()])

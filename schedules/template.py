@@ -61,6 +61,9 @@ class Template(ABC):
     version: ClassVar[int] = 1
     #: (rtol, atol) for comparing the kernel's output with the numpy reference.
     tolerance: ClassVar[tuple[float, float]] = (1e-4, 1e-4)
+    #: The operator this template computes by another algorithm (Winograd for conv2d): its
+    #: workloads have that operator's arguments, tuning measures both, compiling takes the faster.
+    alternative_to: ClassVar[str | None] = None
 
     @abstractmethod
     def workload(self, shape: Sequence[int], dtype: str) -> Workload:
@@ -101,6 +104,10 @@ class Template(ABC):
     @abstractmethod
     def reference(self, wl: Workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """The expected output, computed with numpy."""
+
+    def serves(self, wl: Workload) -> bool:
+        """Whether this alternative algorithm can compute `wl`, a workload of `alternative_to`."""
+        return False
 
     def space(self, wl: Workload, device: Device) -> ConfigSpace:
         """The template's knobs plus the device's threading knobs (big.LITTLE CPUs only)."""
