@@ -322,12 +322,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 1
     progress.done()
     total = result.latency or 1
+    fastest = result.operator_latency()
     print(f"measured {result.measured} new configs in {result.elapsed:.0f}s; tuned operators: {result.latency * 1e3:.3f} ms per inference")
     print(f"{'workload':70s} {'calls':>5} {'trials':>6} {'best ms':>9} {'GFLOPS':>7}  share")
     for state in result.tasks:
         task, best = state.model_task.task, state.session.best_cost
         best_text = f"{best * 1e3:9.4f} {task.gflops(best):7.1f}" if best < float("inf") else f"{'-':>9} {'-':>7}"
-        print(f"{str(task.workload):70s} {state.model_task.calls:>5} {state.trials:>6} {best_text}  {state.latency / total:5.1%}")
+        used = state.latency <= fastest[state.model_task.operator]
+        share = f"{state.latency / total:5.1%}" if used else "slower algorithm, not used"
+        print(f"{str(task.workload):70s} {state.model_task.calls:>5} {state.trials:>6} {best_text}  {share}")
     return 0
 
 

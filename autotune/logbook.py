@@ -17,17 +17,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autotune.measure.result import ErrorKind
-from autotune.records import SCHEMA_VERSION, Record, load_records
+from autotune.records import SCHEMA_VERSION, TARGET_FIELDS, Record, load_records, same_machine, type_problem
 from schedules import ConfigSpace, Template, TemplateRegistry, default_registry
 from targets import Device, get_device
 
 #: (workload key, device, template name, template version): the records that compete.
 GroupKey = tuple[str, str, str, int]
-
-#: Target fields that make two devices different machines for a kernel.
-TARGET_FIELDS = ("kind", "mtriple", "mcpu")
-
 
 def group_key(record: Record) -> GroupKey:
     return (record.workload.key, record.device, record.template, record.template_version)
@@ -138,10 +133,6 @@ def distill(records: Iterable[Record], top: int = 1) -> list[Record]:
 
 
 # -- devices and spaces of records ---------------------------------------------------------------
-def _target_differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return any(a.get(name) != b.get(name) for name in TARGET_FIELDS)
-
-
 class _Spaces:
     """Current-template spaces of the records' workloads, built once per workload and device."""
 
@@ -164,7 +155,7 @@ class _Spaces:
                 device = get_device(record.device)
             except ValueError:
                 device = None
-            if device is not None and _target_differs(device.target, record.target):
+            if device is not None and not same_machine(device.target, record.target):
                 own = replace(device, target=dict(record.target))
                 try:
                     own.tvm_target  # noqa: B018 - TVM refuses a malformed target with its own error types
@@ -253,27 +244,6 @@ class ValidationReport:
         return "\n".join(self.lines())
 
 
-def _field_type_problem(data: dict[str, Any]) -> str | None:
-    """Types Record.from_json coerces instead of refusing (a costs string "12" would become (1.0, 2.0))."""
-    result = data.get("result")
-    costs = result.get("costs") if isinstance(result, dict) else None
-    if not isinstance(costs, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in costs):
-        return "result.costs is not a list of numbers"
-    if not all(math.isfinite(c) and c >= 0 for c in costs):
-        return "result.costs has a negative or non-finite cost"
-    if result.get("error") == ErrorKind.NONE.value and not costs:
-        return "a correct result without costs"
-    template = data.get("template")
-    version = template.get("version") if isinstance(template, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool):
-        return "template.version is not an integer"
-    if not isinstance(template.get("name"), str) or not isinstance(data.get("device"), str):
-        return "template.name or device is not a string"
-    if not isinstance(data.get("target"), dict):
-        return "target is not an object"
-    return None
-
-
 def _check_line(
     text: str, device: Device | None, registry: TemplateRegistry, spaces: _Spaces
 ) -> tuple[str, str, Record | None]:
@@ -286,13 +256,13 @@ def _check_line(
         return "corrupt", f"a JSON {type(data).__name__}, not an object", None
     if "v" in data and data["v"] != SCHEMA_VERSION:
         return "other_schema", f"schema version {data['v']!r} (this reads {SCHEMA_VERSION})", None
+    problem = type_problem(data)
+    if problem:
+        return "corrupt", problem, None
     try:
         record = Record.from_json(data)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return "corrupt", f"not a record ({type(error).__name__}: {error})", None
-    problem = _field_type_problem(data)
-    if problem:
-        return "corrupt", problem, None
     try:
         template = registry.by_name(record.template)
     except ValueError:
@@ -300,7 +270,7 @@ def _check_line(
     if record.template_version != template.version:
         age = "older" if record.template_version < template.version else "newer"
         return "stale", f"{record.template} v{record.template_version} ({age} than the current v{template.version})", record
-    if device is not None and (record.device != device.name or _target_differs(record.target, device.target)):
+    if device is not None and (record.device != device.name or not same_machine(record.target, device.target)):
         theirs = {k: record.target.get(k) for k in TARGET_FIELDS if k in record.target}
         return "other_device", f"device {record.device!r} {theirs}, not {device.name!r}", record
     record_device = spaces.device_of(record)

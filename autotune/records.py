@@ -7,6 +7,7 @@ writer starts on a fresh line when the file ends mid-line.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -18,6 +19,14 @@ from autotune.measure.result import ErrorKind, MeasureResult
 from schedules import Workload
 
 SCHEMA_VERSION = 1
+
+#: Target fields that make two devices different machines for a kernel.
+TARGET_FIELDS = ("kind", "mtriple", "mcpu")
+
+
+def same_machine(target: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether kernels tuned for one target are valid measurements for the other."""
+    return all(target.get(name) == other.get(name) for name in TARGET_FIELDS)
 
 
 class LogWarning(UserWarning):
@@ -79,6 +88,9 @@ class Record:
         """Parse one line's object; KeyError/ValueError/TypeError when it is malformed."""
         if data["v"] != SCHEMA_VERSION:
             raise ValueError(f"schema version {data['v']!r} (this reads {SCHEMA_VERSION})")
+        problem = type_problem(data)
+        if problem:
+            raise ValueError(problem)
         result, template, config = data["result"], data["template"], data["config"]
         if not isinstance(config["index"], int) or not isinstance(config["knobs"], dict):
             raise ValueError("config needs an integer index and a knobs object")
@@ -97,6 +109,30 @@ class Record:
             timestamp=float(data["timestamp"]),
             versions=dict(data.get("versions", {})),
         )
+
+
+def type_problem(data: Mapping[str, Any]) -> str | None:
+    """What is of the wrong type in a log line's object (None: nothing), before any coercion.
+
+    A costs string "12" must not become (1.0, 2.0), nor a version "2" become 2.
+    """
+    result = data.get("result")
+    costs = result.get("costs") if isinstance(result, dict) else None
+    if not isinstance(costs, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in costs):
+        return "result.costs is not a list of numbers"
+    if not all(math.isfinite(c) and c >= 0 for c in costs):
+        return "result.costs has a negative or non-finite cost"
+    if result.get("error") == ErrorKind.NONE.value and not costs:
+        return "a correct result without costs"
+    template = data.get("template")
+    version = template.get("version") if isinstance(template, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        return "template.version is not an integer"
+    if not isinstance(template.get("name"), str) or not isinstance(data.get("device"), str):
+        return "template.name or device is not a string"
+    if not isinstance(data.get("target"), dict):
+        return "target is not an object"
+    return None
 
 
 def load_records(path: str | os.PathLike) -> list[Record]:

@@ -5,8 +5,8 @@ latency. After that each batch goes to the task with the largest expected end-to
 gain: calls per inference x current best latency x recent improvement rate, in the
 spirit of Ansor's gradient task scheduler. Tasks that compute one operator by different
 algorithms (`ModelTask.alternative_of`) count once, by the faster: a slower one gains
-only what would make it the faster. A task that has not improved for `patience` trials,
-or whose space is exhausted, stops. All tasks share one builder, one runner and
+only what would make it the faster, and stops when even its optimistic next batch would
+not. A task that has not improved for `patience` trials, or whose space is exhausted, stops. All tasks share one builder, one runner and
 one log, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
@@ -124,8 +124,17 @@ def tune_model(
             if not active:
                 break
             fresh = [s for s in active if not s.best_history]
-            operators = progress.operator_latency()
-            state = fresh[0] if fresh else max(active, key=lambda s: s.gain(operators[s.model_task.operator]))
+            if fresh:
+                state = fresh[0]
+            else:
+                operators = progress.operator_latency()
+                gains = {id(s): s.gain(operators[s.model_task.operator]) for s in active}
+                for s in active:  # an algorithm that cannot catch up with its operator's faster one stops
+                    s.done = gains[id(s)] == 0
+                active = [s for s in active if not s.done]
+                if not active:
+                    break
+                state = max(active, key=lambda s: gains[id(s)])
             size = min(first_batch if fresh else batch_size, n_trials - progress.measured)
             count = state.session.step(size, builder, runner, writer)
             state.best_history.append(state.session.best_cost)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from autotune.measure.result import MeasureInput
-from autotune.records import Record
+from autotune.records import Record, same_machine
 from schedules import Config, ConfigSpace, Template, TemplateRegistry, Workload, default_registry
 from targets import Device, get_device
 
@@ -47,10 +47,11 @@ class Task:
         return MeasureInput(self.template, self.workload, config, self.device)
 
     def matches(self, record: Record) -> bool:
-        """Whether a log record was measured for this task (same workload, device and template version)."""
+        """Whether a log record was measured for this task (same workload, device, CPU and template version)."""
         return (
             record.workload == self.workload
             and record.device == self.device.name
+            and same_machine(record.target, self.device.target)
             and record.template == self.template.name
             and record.template_version == self.template.version
         )

@@ -31,8 +31,8 @@ def autotune(*args, **kwargs):
         (["model-eval", __file__, "--train-fraction", "1.5"], "train fraction"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args, message):
-    result = autotune(*args)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    result = autotune(*args, cwd=tmp_path)  # a default log path lands there, not in the checkout
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert "Traceback" not in result.stderr

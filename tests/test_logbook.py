@@ -156,7 +156,7 @@ def mixed_log(tasks, configs, tmp_path_factory):
         "",  # 4 blank: skipped, not counted
         line(good, result__costs="fast"),  # 5 wrong type
         line(good, config__index="3"),  # 6 wrong type
-        line(good, result__costs="12"),  # 7 wrong type that Record.from_json turns into (1.0, 2.0)
+        line(good, result__costs="12"),  # 7 wrong type that float() would read as (1.0, 2.0)
         line(record(t1, c1[2], template_version=1)),  # 8 stale template version
         line(record(arm, arm_config)),  # 9 another device
         line(record(t1, off_space)),  # 10 config not in the space

@@ -18,7 +18,7 @@ from tvm import relax
 from numpy_check import check_against_numpy
 
 from autotune.bench import random_inputs
-from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model
+from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model, with_alternatives
 from autotune.engine import make_record
 from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
 from autotune.model import load_onnx, resolve_shapes
@@ -86,7 +86,7 @@ def test_every_task_of_the_full_size_models_matches_numpy(name, host):
     """The shape suite: every conv / matmul workload of the real models, default and one random config."""
     module = load_onnx(make_models.MODELS[name]())
     rng = random.Random(0)
-    for model_task in extract_tasks(module, host):
+    for model_task in with_alternatives(extract_tasks(module, host)):
         task = model_task.task
         for config in [task.default_config, *task.space.sample(rng, 1)]:
             check_against_numpy(task, config)

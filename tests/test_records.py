@@ -79,3 +79,16 @@ def test_apply_best_uses_the_log_or_falls_back_with_a_warning(task, measure, tmp
     other = autotune.Task.create("dense", (48, 64, 32), device=task.device)
     with pytest.warns(FallbackWarning, match="default config"):
         autotune.apply_best(log, other)
+
+
+def test_records_of_another_cpu_under_the_same_device_name_are_not_this_tasks(task):
+    """A "host" log from another machine (other mcpu) must not be applied here."""
+    import dataclasses
+
+    from autotune.engine import make_record
+    from autotune.measure import MeasureResult
+
+    here = make_record(task, task.default_config, MeasureResult((2e-3,)))
+    elsewhere = dataclasses.replace(here, target={**here.target, "mcpu": "other-cpu"}, costs=(1e-3,))
+    assert task.matches(here) and not task.matches(elsewhere)
+    assert task.best([here, elsewhere])[1] is here

@@ -124,3 +124,70 @@ def test_compile_takes_the_algorithm_the_logs_measured_faster(small_resnet, host
     # Without logs, every operator keeps the direct algorithm (the untuned build).
     _, untuned_tasks = lower_for_logs(imported, host, [])
     assert "conv2d_winograd" not in {t.task.workload.op for t in untuned_tasks}
+
+
+def test_cli_lists_the_alternatives_and_compiles_the_faster_algorithm(small_resnet, host, tmp_path):
+    import json
+    import subprocess
+
+    import onnx
+
+    from autotune.compile import load_model
+
+    model, imported = small_resnet
+    path = tmp_path / "resnet.onnx"
+    onnx.save(model, path)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "autotune.cli", *map(str, args)], capture_output=True, text=True)
+
+    listed = cli("tasks", path)
+    assert listed.returncode == 0 and listed.stdout.count("alternative to #") == 3, listed.stdout
+    tasks = with_alternatives(extract_tasks(lower(imported), host))
+    with open(tmp_path / "log.jsonl", "w") as log:  # Winograd measured twice as fast as the direct conv
+        for t in tasks:
+            seconds = 1e-4 if t.alternative_of else 2e-4
+            log.write(json.dumps(make_record(t.task, t.task.default_config, MeasureResult((seconds,))).to_json()) + "\n")
+    done = cli("compile", path, "--log", tmp_path / "log.jsonl", "-o", tmp_path / "resnet.so", "--strict")
+    assert done.returncode == 0, done.stderr
+    direct_only = len(tasks) - 2 * 3  # the three Winograd convs replace their direct tasks
+    assert f"{direct_only + 3}/{direct_only + 3} tasks tuned" in done.stdout
+    feeds = random_inputs(model, resolve_shapes(model))
+    expected = ReferenceEvaluator(model).run(None, feeds)[0]
+    actual = load_model(str(tmp_path / "resnet.so"))["main"](*[tvm.runtime.tensor(x) for x in feeds.values()]).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_scheduler_counts_an_operator_once_by_its_faster_algorithm(small_resnet, host, tmp_path):
+    from autotune.engine import TuningSession
+    from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
+    from autotune.records import load_records
+    from autotune.scheduler import TaskProgress, tune_model
+
+    _, imported = small_resnet
+    tasks = with_alternatives(extract_tasks(lower(imported), host))
+    winograd = next(t for t in tasks if t.alternative_of)
+    direct = winograd.alternative_of
+
+    def progress(model_task, seconds):
+        record = make_record(model_task.task, model_task.task.default_config, MeasureResult((seconds,)))
+        state = TaskProgress(model_task, TuningSession(model_task.task, "random", [record]))
+        state.best_history.append(seconds)
+        return state
+
+    fast, slow = progress(winograd, 1e-4), progress(direct, 3e-4)
+    operator = min(fast.latency, slow.latency)
+    assert fast.gain(operator) == pytest.approx(fast.latency * 0.5)  # the prior rate after one batch
+    assert slow.gain(operator) == 0  # even halved, the direct conv would not beat Winograd
+
+    log = tmp_path / "resnet.jsonl"
+    with LocalBuilder() as builder, LocalRunner(TimingOptions(repeat=1, min_repeat_ms=2)) as runner:
+        result = tune_model(tasks, 60, log, "random", builder, runner, batch_size=4, first_batch=2)
+    records = load_records(log)
+    assert {r.workload.op for r in records} == {"conv2d", "conv2d_winograd", "matmul"}
+    fastest = {}
+    for state in result.tasks:
+        key = state.model_task.operator
+        fastest[key] = min(fastest.get(key, float("inf")), state.latency)
+    assert len(fastest) == len(tasks) - 3
+    assert result.latency == pytest.approx(sum(fastest.values()))

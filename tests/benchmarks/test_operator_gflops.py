@@ -7,7 +7,8 @@ re-measures the best and the default config side by side and prints them beside 
 GEMM (1024^3) timed in the same run. Goals (issue 4, this 2-core machine): ResNet-18 conv
 3x3 64->64 at 56x56 >= 140 GFLOPS; MobileNetV2 depthwise 3x3 at 112x112x32 >= 25 (and its
 GB/s); BERT dense 128x256x1024 >= 120; batch_matmul 4x128x128x64 >= 80; default configs
-at least 40% of tuned. Skipped unless benchmarks are enabled (tuning takes minutes).
+at least 40% of tuned. Winograd's GFLOPS count the direct convolution's FLOPs, so they
+compare with the direct conv's. Skipped unless benchmarks are enabled (tuning takes minutes).
 """
 import os
 
@@ -18,6 +19,8 @@ from autotune.baseline import numpy_seconds, remeasure
 
 WORKLOADS = {
     "resnet18 conv 3x3 64->64 56x56": ("conv2d", (1, 64, 56, 56, 64, 3, 3, 1, 1), 140),
+    "resnet18 conv 3x3 64->64 56x56 by winograd": ("conv2d_winograd", (1, 64, 56, 56, 64, 3, 3, 1, 1), 140),
+    "resnet18 conv 3x3 256->256 14x14 by winograd": ("conv2d_winograd", (1, 256, 14, 14, 256, 3, 3, 1, 1), 140),
     "mobilenetv2 depthwise 3x3 32ch 112x112": ("depthwise_conv2d", (1, 32, 112, 112, 3, 3, 1, 1), 25),
     "bert dense 128x256x1024": ("matmul", (128, 1024, 256), 120),
     "batch_matmul 4x128x128x64": ("batch_matmul", (4, 128, 128, 64), 80),
