@@ -216,7 +216,17 @@ def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tirx.PrimFunc | N
 
 def compile_model(module: tvm.IRModule, device: Device) -> relax.Executable:
     """Build a scheduled model for the device (the device's host target for the VM code)."""
-    return tvm.compile(module, target=device.tvm_target)
+    return tvm.compile(prepack_weights(module), target=device.tvm_target)
+
+
+def prepack_weights(module: tvm.IRModule) -> tvm.IRModule:
+    """Run the weight copies the templates marked as layout rewrites (matmul's packed B) once, now.
+
+    Each becomes a function of its own (`SplitLayoutRewritePreproc`), which constant
+    folding evaluates on the weight, so the model calls only the compute.
+    """
+    module = relax.transform.SplitLayoutRewritePreproc()(module)
+    return relax.transform.DeadCodeElimination()(relax.transform.FoldConstant()(module))
 
 
 def thread_pool_for(tasks: list[ModelTask], records: Iterable[Record]) -> tuple[int, int] | None:

@@ -109,7 +109,8 @@ def lower(module: tvm.IRModule, winograd: Collection[Workload] = ()) -> tvm.IRMo
         relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_conv2d}),
         relax.transform.FoldConstant(),
     ])(module)
-    return relax.get_pipeline("zero")(module)
+    module = relax.get_pipeline("zero")(module)
+    return relax.transform.AttachAttrLayoutFreeBuffers()(module)  # which arguments are weights
 
 
 def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:

@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 from tvm import s_tir, te, tirx
+from tvm.s_tir.schedule import SBlockRV
 
 from schedules.default import schedule_leftover_blocks
-from schedules.matching import anchor_block, canonicalize_gemm, fuse_epilogue, match_gemm, pad_gemm, top_blocks
+from schedules.matching import (
+    LAYOUT_REWRITE_PREPROC, anchor_block, canonicalize_gemm, fuse_epilogue, match_gemm, pad_gemm, reads_layout_free_param,
+    top_blocks,
+)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
@@ -121,7 +125,9 @@ class MatmulCPU(Template):
         canonicalize_gemm(sch, block)
         pads = {sch.get(b).writes[0].source.name: b for b in top_blocks(sch) if sch.get(b).name_hint not in before}
         a_read, b_read = (region.source.name for region in sch.get(block).reads)
-        self._pack_b(sch, block, pads.get(b_read), nr, cfg)
+        pack = self._pack_b(sch, block, pads.get(b_read), nr, cfg)
+        if reads_layout_free_param(sch, pack):  # a model's weight: packed once, when the model is compiled
+            sch.annotate(pack, LAYOUT_REWRITE_PREPROC, 1)
         if a_read in pads:
             *rows, cols = sch.get_loops(pads[a_read])
             cols_outer, cols_inner = sch.split(cols, [None, lanes])
@@ -160,8 +166,8 @@ class MatmulCPU(Template):
         sch.vectorize(sch.get_loops(write_back)[-1])
         schedule_leftover_blocks(sch, leftovers, lanes)
 
-    def _pack_b(self, sch: s_tir.Schedule, block, b_pad, nr: int, cfg: Config) -> None:
-        """Copy B into panels Bp[.., j // nr, k, j % nr] (reusing pad_einsum's copy when there is one)."""
+    def _pack_b(self, sch: s_tir.Schedule, block, b_pad, nr: int, cfg: Config) -> SBlockRV:
+        """Copy B into panels Bp[.., j // nr, k, j % nr] (reusing pad_einsum's copy when there is one); the copy's block."""
         pack = b_pad if b_pad is not None else sch.cache_read(block, 1, "global")
         shape = sch.get(pack).writes[0].source.shape
         ndim = len(shape)
@@ -190,6 +196,7 @@ class MatmulCPU(Template):
         else:
             sch.parallel(sch.fuse(*lead, panel, k))
             sch.vectorize(j_inner)
+        return pack
 
     def flops(self, wl: Workload) -> int:
         return 2 * dict(wl.args).get("B", 1) * wl["M"] * wl["N"] * wl["K"]

@@ -15,6 +15,20 @@ from tvm.tirx.analysis import undefined_vars
 from tvm.s_tir.schedule import SBlockRV, ScheduleError
 
 
+#: Block annotation for a copy of a weight into another layout: `relax.transform.SplitLayoutRewritePreproc`
+#: moves such a copy out of the function, and constant folding then runs it once, at compile time.
+LAYOUT_REWRITE_PREPROC = "meta_schedule.layout_rewrite_preproc"
+
+
+def reads_layout_free_param(sch: s_tir.Schedule, block: SBlockRV) -> bool:
+    """Whether `block` reads only a parameter that is a model weight (`layout_free_buffers`, set by
+    `relax.transform.AttachAttrLayoutFreeBuffers`)."""
+    func = sch.mod["main"]
+    free = [int(i) for i in (func.attrs or {}).get("layout_free_buffers", [])]
+    reads = sch.get(block).reads
+    return len(reads) == 1 and any(func.params[i].same_as(reads[0].source) for i in free)
+
+
 def top_blocks(sch: s_tir.Schedule) -> list[SBlockRV]:
     return list(sch.get_child_blocks(sch.get_sblock("root")))
 

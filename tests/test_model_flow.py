@@ -18,7 +18,8 @@ from tvm import relax
 from numpy_check import check_against_numpy
 
 from autotune.bench import random_inputs
-from autotune.compile import compile_model, export_model, extract_tasks, load_model, schedule_model, with_alternatives
+from autotune.compile import (compile_model, export_model, extract_tasks, load_model, primfuncs, schedule_model,
+                              with_alternatives)
 from autotune.engine import make_record
 from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
 from autotune.model import load_onnx, resolve_shapes
@@ -230,3 +231,22 @@ def test_load_model_applies_the_manifest_thread_pool(host, tmp_path):
     vm = load_model(path)  # one thread, as the manifest says
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(feeds["input"])).numpy(), expected, rtol=1e-4, atol=1e-4)
     tvm.get_global_func("runtime.config_threadpool")(0, host.num_threads)
+
+
+def test_constant_weights_are_packed_once_at_compile_time(host):
+    """Dense/matmul weights: packed by constant folding; attention's batch_matmul (activations): every call."""
+    from autotune.compile import prepack_weights
+
+    module = load_onnx(SMALL["bert"]())
+    scheduled, _ = schedule_model(module, host, tuned=False)
+    packed = prepack_weights(scheduled)
+    names = set(primfuncs(packed))
+    tasks = extract_tasks(module, host)
+    weighted = [n for t in tasks if t.task.template.name == "matmul.cpu" for n in t.functions]
+    attention = [n for t in tasks if t.task.template.name == "batch_matmul.cpu" for n in t.functions]
+    assert weighted and attention
+    assert all(f"{n}_prepacked" in names and n not in names for n in weighted)
+    assert all(n in names and f"{n}_prepacked" not in names for n in attention)
+    assert not any(n.endswith("_weight_prepack") for n in names), "the packing must be folded into constants"
+    feeds, expected = reference(SMALL["bert"]())
+    np.testing.assert_allclose(run(scheduled, host, feeds), expected, rtol=1e-4, atol=1e-4)
