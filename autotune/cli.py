@@ -328,8 +328,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for state in result.tasks:
         task, best = state.model_task.task, state.session.best_cost
         best_text = f"{best * 1e3:9.4f} {task.gflops(best):7.1f}" if best < float("inf") else f"{'-':>9} {'-':>7}"
-        used = state.latency <= fastest[state.model_task.operator]
-        share = f"{state.latency / total:5.1%}" if used else "slower algorithm, not used"
+        if best == float("inf"):
+            share = "not measured"
+        elif state.latency <= fastest[state.model_task.operator_key]:
+            share = f"{state.latency / total:5.1%}"
+        else:
+            share = "slower algorithm, not used"
         print(f"{str(task.workload):70s} {state.model_task.calls:>5} {state.trials:>6} {best_text}  {share}")
     return 0
 
@@ -477,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops = ", ".join(default_registry().ops())
     tune_op = commands.add_parser("tune-op", help="tune one operator", description=f"Tune one operator ({ops}).")
     tune_op.add_argument("op", help=f"operator: {ops}")
-    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; batch_matmul: B,M,N,K; conv2d: N,C,H,W,K,R,S,stride,pad; "
+    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; batch_matmul: B,M,N,K; conv2d and conv2d_winograd: N,C,H,W,K,R,S,stride,pad; "
                          "depthwise_conv2d: N,C,H,W,R,S,stride,pad")
     tune_op.add_argument("--dtype", default="float32")
     tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")

@@ -43,8 +43,8 @@ class ModelTask:
         return self.task.flops * self.calls
 
     @property
-    def operator(self) -> str:
-        """The operator instance this task computes: alternatives of one task share it."""
+    def operator_key(self) -> str:
+        """The key of the operator instance this task computes: alternatives of one task share it."""
         return (self.alternative_of or self).task.workload.key
 
 
@@ -103,8 +103,8 @@ def with_alternatives(tasks: list[ModelTask], registry: TemplateRegistry | None 
     return result
 
 
-def faster_alternatives(tasks: list[ModelTask], records: Iterable[Record], packs: Iterable[Record] = ()) -> set[Workload]:
-    """Workloads of the tasks whose logged alternative algorithm beat their own best config."""
+def replaced_by_alternatives(tasks: list[ModelTask], records: Iterable[Record], packs: Iterable[Record] = ()) -> set[Workload]:
+    """Workloads of the tasks whose logged alternative algorithm beat their own best config (logs first, then packs)."""
     records, packs = list(records), list(packs)
 
     def best_cost(task: Task) -> float:
@@ -130,9 +130,9 @@ def lower_for_logs(
     records, packs = list(records), list(packs)
     module = lowered or lower(imported)
     tasks = extract_tasks(module, device, registry)
-    winograd = faster_alternatives(with_alternatives(tasks, registry), records, packs)
-    if winograd:
-        module = lower(imported, winograd)
+    winograd_convs = replaced_by_alternatives(with_alternatives(tasks, registry), records, packs)
+    if winograd_convs:
+        module = lower(imported, winograd_convs)
         tasks = extract_tasks(module, device, registry)
     return module, tasks
 
@@ -182,6 +182,8 @@ def schedule_model(
     module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
     scheduled: dict[str, tirx.PrimFunc | None] = {}
     for model_task in tasks if tasks is not None else extract_tasks(module, device, registry):
+        if model_task.alternative_of:  # another algorithm's task: this module does not compute it
+            continue
         task = model_task.task
         best = (task.best(records) or task.best(packs)) if tuned else None
         config = best[0] if best else task.default_config

@@ -5,7 +5,7 @@ Lowering converts every conv2d a template serves to a blocked channel layout (NC
 the template's own compute, folds the weight layout transforms into constants, then
 legalizes and fuses the rest as TVM does (`relax.get_pipeline("zero")`). Layout
 transforms remain only where the graph enters and leaves the blocked layout. The 3x3
-convolutions named in `winograd` are computed by Winograd's algorithm instead, their
+convolutions named in `winograd_convs` are computed by Winograd's algorithm instead, their
 kernels transformed once, at compile time, with the rest of the constants.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tvm.relax.frontend.onnx import from_onnx
 from schedules import Workload
 from schedules.conv2d import channel_block, conv2d_nchwc
 from schedules.depthwise import depthwise_nchwc
-from schedules.winograd import conv2d_winograd_nchwc, winograd_kernel
+from schedules.winograd import Conv2dWinogradCPU, conv2d_winograd_nchwc, winograd_kernel
 
 
 class ModelError(ValueError):
@@ -62,12 +62,12 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] |
 
 
 def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
-              winograd: Collection[Workload] = ()) -> tvm.IRModule:
-    """The model as a Relax module of fused PrimFuncs (see `lower`).
+              winograd_convs: Collection[Workload] = ()) -> tvm.IRModule:
+    """The model as a Relax module of fused PrimFuncs (see `lower`, also for `winograd_convs`).
 
     `shapes` gives input shapes by name; needed for inputs with symbolic dimensions.
     """
-    return lower(import_onnx(source, shapes), winograd)
+    return lower(import_onnx(source, shapes), winograd_convs)
 
 
 def import_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
@@ -95,12 +95,16 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
     return shapes
 
 
-def lower(module: tvm.IRModule, winograd: Collection[Workload] = ()) -> tvm.IRModule:
+def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tvm.IRModule:
     """Relax from the ONNX importer -> fused PrimFuncs, convolutions in blocked layouts.
 
-    `winograd`: conv2d workloads to compute with `schedules.winograd` (3x3, stride 1).
+    `winograd_convs`: the "conv2d" workloads (as `extract_tasks` names them) to compute
+    by Winograd's algorithm (`schedules.winograd`); ValueError for one it cannot compute.
     """
-    legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd))
+    for workload in winograd_convs:
+        if not Conv2dWinogradCPU().serves(workload):
+            raise ValueError(f"Winograd's algorithm cannot compute {workload} (a 3x3, stride-1 conv2d with an even output)")
+    legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd_convs))
     module = _clips_as_relax_ops(module)
     module = tvm.transform.Sequential([
         relax.transform.ConvertLayout({}, layout_cb=_conv2d_layouts),

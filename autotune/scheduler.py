@@ -70,7 +70,7 @@ class ModelProgress:
         """Seconds per inference of each operator: its fastest task's."""
         fastest: dict[str, float] = {}
         for t in self.tasks:
-            key = t.model_task.operator
+            key = t.model_task.operator_key
             fastest[key] = min(fastest.get(key, float("inf")), t.latency)
         return fastest
 
@@ -128,7 +128,7 @@ def tune_model(
                 state = fresh[0]
             else:
                 operators = progress.operator_latency()
-                gains = {id(s): s.gain(operators[s.model_task.operator]) for s in active}
+                gains = {id(s): s.gain(operators[s.model_task.operator_key]) for s in active}
                 for s in active:  # an algorithm that cannot catch up with its operator's faster one stops
                     s.done = gains[id(s)] == 0
                 active = [s for s in active if not s.done]

@@ -8,7 +8,9 @@ rewrites the block's iteration to the canonical (s, i, j, k), so one schedule se
 template's own PrimFunc and the model's fused one. The schedule:
 1. pads M, N, K to whole tiles (`pad_einsum`, only where they do not divide), so the inner
    kernel has no guards whatever the shape (prime sizes included);
-2. packs B into panels Bp[j // nr, k, j % nr], so the inner kernel reads it contiguously;
+2. packs B into panels Bp[j // nr, k, j % nr], so the inner kernel reads it contiguously
+   (marked as a layout rewrite when B is a model's weight, so compiling the model packs
+   it once: `autotune.compile.prepack_weights`);
 3. tiles i into (i0, im, mr), j into (j0, jn, nr), k into (k0, ku), keeps the mr x nr
    accumulator tile in a local cache (`cache_write`), unrolls it and vectorizes nr in
    native-width pieces so LLVM keeps it in vector registers;

@@ -19,7 +19,8 @@ class TemplateRegistry:
         return sorted(op for op, fam in self._templates if fam == family)
 
     def templates(self, family: str = "cpu") -> list[Template]:
-        """The family's templates, alternative algorithms first: their matchers are the more specific."""
+        """The family's templates, alternative algorithms first: their matchers are the more specific
+        (batch_matmul's would also claim the GEMM inside a Winograd convolution)."""
         return sorted((t for (_, fam), t in self._templates.items() if fam == family),
                       key=lambda t: (t.alternative_to is None, t.op))
 

@@ -4,13 +4,16 @@ Each 2x2 output tile is `A^T [sum_c (G g G^T) . (B^T d B)] A`: 16 multiplies per
 channel pair instead of 36, so 2.25x fewer than the direct convolution (`conv2d.py`). The
 kernel transform U = G g G^T runs once at compile time (`winograd_kernel`, folded into a
 model's constants), so the operator takes U: [4, 4, K/kb, C, kb]. One call:
-1. pads the input (to whole tiles) and transforms each 4x4 input tile, V = B^T d B;
+1. pads the input (the convolution's own padding) and transforms each 4x4 input tile,
+   V = B^T d B;
 2. multiplies, for each of the 16 tile positions, V [tiles, C] by U [C, K]: a batched GEMM
    with a register tile of (mr tiles x nr output vectors), as the matmul template does;
 3. transforms each 4x4 product back to a 2x2 output tile, Y = A^T M A, with a model's
    epilogue (bias, ReLU, residual add) in the same write.
-Rows of tiles are the parallel unit: the input transform of a row block runs right before
-the GEMMs that read it (still in cache), the output transform right after.
+The `order` knob picks the parallel unit: blocks of tile rows ("rows": the input transform
+of a block runs right before the GEMMs that read it, still in cache) or blocks of output
+channels ("channels": the whole input transform first; each block then reads its slice
+of U once, which wins when U is large: 4 MB for 256 channels).
 
 F(2x2, 3x3) uses only 0, +-1 and 1/2 as coefficients, so it is as exact as the direct
 convolution up to the order of the sums (F(4x4, 3x3) would save more multiplies but loses
@@ -25,15 +28,12 @@ from typing import Any
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from schedules.conv2d import Conv2dCPU, channel_block, out_size
+from schedules.conv2d import MAX_ACCUMULATORS, Conv2dCPU, channel_block, out_size, pad_nchwc
 from schedules.default import schedule_leftover_blocks
 from schedules.matching import anchor_block, fuse_epilogue, producer_of
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
-
-#: Accumulator vectors in the register tile (mr x nr), as the other CPU templates allow.
-MAX_ACCUMULATORS = 16
 
 # F(2x2, 3x3): B^T (4x4) transforms input tiles, G (4x3) kernels, A^T (2x4) products.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -95,13 +95,7 @@ def conv2d_winograd_nchwc(data: te.Tensor, kernel: te.Tensor, pad: int) -> te.Te
     if oh % 2 or ow % 2:
         raise ValueError(f"Winograd F(2x2, 3x3) needs an even output size, got {oh}x{ow}")
     th, tw = oh // 2, ow // 2
-    padded = te.compute(
-        (n, cblocks, oh + 2, ow + 2, cb),
-        lambda b, c, y, x, ci: tirx.if_then_else(
-            tirx.all(y >= pad, y < h + pad, x >= pad, x < w + pad), data[b, c, y - pad, x - pad, ci],
-            tirx.const(0, data.dtype)),
-        name="pad",
-    )
+    padded = pad_nchwc(data, pad)
     tiles = te.compute(
         (4, 4, n, th, tw, channels),
         lambda e, nu, b, ty, tx, c: _rows(B_T, e, lambda y: _rows(
@@ -125,7 +119,7 @@ def conv2d_winograd_nchwc(data: te.Tensor, kernel: te.Tensor, pad: int) -> te.Te
 def winograd_applies(wl: Workload) -> bool:
     """Whether a conv2d workload can be computed by this template: 3x3, stride 1, even output."""
     oh, ow = out_size(wl)
-    return (wl["R"], wl["S"], wl["stride"]) == (3, 3, 1) and oh % 2 == 0 and ow % 2 == 0 and oh > 0 and ow > 0
+    return (wl["R"], wl["S"], wl["stride"]) == (3, 3, 1) and oh % 2 == 0 and ow % 2 == 0
 
 
 class Conv2dWinogradCPU(Conv2dCPU):
@@ -142,11 +136,13 @@ class Conv2dWinogradCPU(Conv2dCPU):
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
         wl = super().workload(shape, dtype)
         if not winograd_applies(wl):
-            raise ValueError("conv2d_winograd: needs a 3x3 kernel, stride 1 and an even output size")
+            oh, ow = out_size(wl)
+            raise ValueError("conv2d_winograd: needs a 3x3 kernel, stride 1 and an even output size, "
+                             f"got {wl['R']}x{wl['S']}, stride {wl['stride']}, output {oh}x{ow}")
         return wl
 
     def match(self, sch: s_tir.Schedule) -> Workload | None:
-        """A GEMM reading 6-D input tiles and a 5-D transformed kernel, fed by a padding stage."""
+        """A GEMM reading 6-D input tiles (of the input, or of its padding stage) and a 5-D transformed kernel."""
         block = anchor_block(sch)
         if block is None:
             return None
@@ -157,17 +153,19 @@ class Conv2dWinogradCPU(Conv2dCPU):
         if len(tiles.shape) != 6 or len(kernel.shape) != 5 or [int(d) for d in kernel.shape[:2]] != [4, 4]:
             return None
         transform = producer_of(sch, block, tiles)
-        padding = producer_of(sch, transform, sch.get(transform).reads[0].source) if transform else None
-        if padding is None:
+        if transform is None:
             return None
-        data = sch.get(padding).reads[0].source
+        padded = sch.get(transform).reads[0].source
+        padding = producer_of(sch, transform, padded)
+        data = sch.get(padding).reads[0].source if padding is not None else padded
+        if len(data.shape) != 5:
+            return None
         n, cblocks, h, w, cb = (int(d) for d in data.shape)
         _, _, kblocks, channels, kb = (int(d) for d in kernel.shape)
         if cblocks * cb != channels or (channel_block(channels), channel_block(kblocks * kb)) != (cb, kb):
             return None
-        padded_h = int(sch.get(padding).writes[0].source.shape[2])
         return Workload.make(self.op, N=n, C=channels, H=h, W=w, K=kblocks * kb, R=3, S=3, stride=1,
-                             pad=(padded_h - h) // 2, dtype=str(stmt.writes[0].source.dtype))
+                             pad=(int(padded.shape[2]) - h) // 2, dtype=str(stmt.writes[0].source.dtype))
 
     def compute(self, wl: Workload) -> tirx.PrimFunc:
         cb, kb = channel_block(wl["C"]), channel_block(wl["K"])
@@ -243,9 +241,10 @@ class Conv2dWinogradCPU(Conv2dCPU):
         sch.unroll(e)
         sch.unroll(nu)
         sch.vectorize(vc1)
-        pad_loops = sch.get_loops(padding)
-        sch.parallel(sch.fuse(*pad_loops[:3]))
-        sch.vectorize(pad_loops[-1])
+        if padding is not None:
+            pad_loops = sch.get_loops(padding)
+            sch.parallel(sch.fuse(*pad_loops[:3]))
+            sch.vectorize(pad_loops[-1])
         schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
 
     def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:

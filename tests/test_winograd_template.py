@@ -13,7 +13,7 @@ from tvm import relax, te
 from numpy_check import check_against_numpy
 
 from autotune.bench import random_inputs
-from autotune.compile import (compile_model, extract_tasks, faster_alternatives, lower_for_logs, primfuncs,
+from autotune.compile import (compile_model, extract_tasks, replaced_by_alternatives, lower_for_logs, primfuncs,
                               schedule_model, with_alternatives)
 from autotune.engine import make_record
 from autotune.measure import MeasureResult
@@ -107,14 +107,19 @@ def test_compile_takes_the_algorithm_the_logs_measured_faster(small_resnet, host
     _, imported = small_resnet
     tasks = with_alternatives(extract_tasks(lower(imported), host))
     alternatives = [t for t in tasks if t.alternative_of]
-    assert len(alternatives) == 3 and all(t.operator == t.alternative_of.operator for t in alternatives)
+    assert len(alternatives) == 3 and all(t.operator_key == t.alternative_of.operator_key for t in alternatives)
     fast, slow = alternatives[0], alternatives[1]
 
     def logged(model_task, seconds):
         return make_record(model_task.task, model_task.task.default_config, MeasureResult((seconds,)))
 
     records = [logged(fast, 1e-4), logged(fast.alternative_of, 2e-4), logged(slow, 3e-4), logged(slow.alternative_of, 2e-4)]
-    assert faster_alternatives(tasks, records) == {fast.alternative_of.task.workload}
+    assert replaced_by_alternatives(tasks, records) == {fast.alternative_of.task.workload}
+    # The user's log measured only the direct conv, a pre-tuned pack the Winograd one: still compared.
+    assert replaced_by_alternatives(tasks, [logged(fast.alternative_of, 2e-4)], packs=[logged(fast, 1e-4)]) == {
+        fast.alternative_of.task.workload}
+    with pytest.raises(ValueError, match="cannot compute"):
+        lower(imported, [t.task.workload for t in tasks if t.task.workload.op == "matmul"])
     module, compiled_tasks = lower_for_logs(imported, host, records)
     ops = {t.task.workload.op: set() for t in compiled_tasks}
     for t in compiled_tasks:
@@ -160,8 +165,8 @@ def test_cli_lists_the_alternatives_and_compiles_the_faster_algorithm(small_resn
 
 def test_scheduler_counts_an_operator_once_by_its_faster_algorithm(small_resnet, host, tmp_path):
     from autotune.engine import TuningSession
-    from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
-    from autotune.records import load_records
+    from autotune.measure import LocalBuilder
+    from autotune.measure.replay_runner import ReplayRunner
     from autotune.scheduler import TaskProgress, tune_model
 
     _, imported = small_resnet
@@ -180,14 +185,20 @@ def test_scheduler_counts_an_operator_once_by_its_faster_algorithm(small_resnet,
     assert fast.gain(operator) == pytest.approx(fast.latency * 0.5)  # the prior rate after one batch
     assert slow.gain(operator) == 0  # even halved, the direct conv would not beat Winograd
 
+    # A run where every Winograd config takes 1e-4 s and every direct conv config 3e-4 (replayed costs):
+    # each task gets its first batch, then the direct convs stop, and the Winograd ones go on.
+    replaced = [t.alternative_of for t in tasks if t.alternative_of]
+    replayed = []
+    for t in tasks:
+        seconds = 3e-4 if any(t is r for r in replaced) else 1e-4
+        configs = [t.task.default_config] + [t.task.space.get(i) for i in range(min(len(t.task.space), 40))]
+        replayed += [make_record(t.task, c, MeasureResult((seconds,))) for c in configs]
     log = tmp_path / "resnet.jsonl"
-    with LocalBuilder() as builder, LocalRunner(TimingOptions(repeat=1, min_repeat_ms=2)) as runner:
-        result = tune_model(tasks, 60, log, "random", builder, runner, batch_size=4, first_batch=2)
-    records = load_records(log)
-    assert {r.workload.op for r in records} == {"conv2d", "conv2d_winograd", "matmul"}
-    fastest = {}
+    with LocalBuilder() as builder:
+        result = tune_model(tasks, 48, log, "grid", builder, ReplayRunner(replayed), batch_size=4, first_batch=2)
     for state in result.tasks:
-        key = state.model_task.operator
-        fastest[key] = min(fastest.get(key, float("inf")), state.latency)
-    assert len(fastest) == len(tasks) - 3
-    assert result.latency == pytest.approx(sum(fastest.values()))
+        if any(state.model_task is t for t in replaced):
+            assert state.done and state.trials == 2, state.model_task.task
+        if state.model_task.alternative_of:
+            assert state.trials > 2
+    assert result.latency == pytest.approx(sum(t.calls * 1e-4 for t in tasks if not t.alternative_of))
