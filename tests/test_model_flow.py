@@ -175,7 +175,9 @@ def test_interrupted_tune_resumes_where_it_stopped(tmp_path):
     log = tmp_path / "bert.jsonl"
     args = [sys.executable, "-m", "autotune.cli", "tune", str(model), "--trials", "200", "--log", str(log),
             "--tuner", "random", "--batch-size", "4", "--repeat", "1", "--min-repeat-ms", "2"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # As a user's Ctrl-C: with SIGINT's default action restored, which a shell's background job would ignore.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
         while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 12):
