@@ -125,10 +125,11 @@ def lower_for_logs(
 ) -> tuple[tvm.IRModule, list[ModelTask]]:
     """The imported model lowered with, per operator, the algorithm the logs measured fastest; and its tasks.
 
+    Winograd's is the one alternative algorithm today (`lower`'s `winograd_convs`).
     `lowered`: `lower(imported)`, when the caller has it already.
     """
     records, packs = list(records), list(packs)
-    module = lowered or lower(imported)
+    module = lowered if lowered is not None else lower(imported)
     tasks = extract_tasks(module, device, registry)
     winograd_convs = replaced_by_alternatives(with_alternatives(tasks, registry), records, packs)
     if winograd_convs:
