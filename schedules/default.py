@@ -31,11 +31,13 @@ import tvm_ffi
 from tvm import DataType, s_tir, tirx
 from tvm.ir import Range
 from tvm.s_tir import dlight
-from tvm.s_tir.dlight.analysis import collect_vars_used_in_prim_expr, get_root_block, normalize_prim_func
+from tvm.s_tir.dlight.analysis import collect_vars_used_in_prim_expr, normalize_prim_func
 from tvm.s_tir.schedule import LoopRV, SBlockRV
 from tvm.sym import Analyzer
 from tvm.target import Target
 from tvm.target.codegen import llvm_get_vector_width
+
+from schedules.matching import top_blocks
 
 #: Fewest elements (output elements times reduction steps) per parallel task. Waking
 #: TVM's thread pool costs about 1.6 us here: a 32k-element add takes 1.9 us as one
@@ -127,11 +129,11 @@ class SpatialReduction(_CPURule):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
         sch = s_tir.Schedule(func)
-        if not normalize_prim_func(sch) or all(is_spatial(sch, b) for b in _top_blocks(sch)):
+        if not normalize_prim_func(sch) or all(is_spatial(sch, b) for b in top_blocks(sch)):
             return None
         _inline_spatial_chains(sch)
         parallel = False
-        for block in _top_blocks(sch):
+        for block in top_blocks(sch):
             if is_spatial(sch, block):
                 continue
             task = _parallel_reduction(sch, block, block_lanes(sch, block, target))
@@ -144,7 +146,7 @@ class SpatialReduction(_CPURule):
             for consumer in sch.get_consumers(block):
                 if is_spatial(sch, consumer) and _try(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True):
                     _vectorize_innermost(sch, consumer, block_lanes(sch, consumer, target))
-        for block in _top_blocks(sch):
+        for block in top_blocks(sch):
             if is_spatial(sch, block):
                 parallel_vectorize(sch, block, block_lanes(sch, block, target))
         return sch if parallel else None
@@ -523,14 +525,10 @@ def _inline_spatial_chains(sch: s_tir.Schedule) -> None:
     changed = True
     while changed:
         changed = False
-        for block in _top_blocks(sch):
+        for block in top_blocks(sch):
             consumers = sch.get_consumers(block)
             if consumers and is_spatial(sch, block) and all(is_spatial(sch, c) for c in consumers):
                 changed = _try(sch.compute_inline, block) or changed
-
-
-def _top_blocks(sch: s_tir.Schedule) -> list[SBlockRV]:
-    return sch.get_child_blocks(get_root_block(sch))
 
 
 def _product(sch: s_tir.Schedule, loops: list[LoopRV]) -> int:
