@@ -226,7 +226,7 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
 
 def open_model(args: argparse.Namespace):
     """(ONNX model, input shapes, imported and lowered modules, device) for the model commands; usage errors in one line."""
-    from autotune.model import ModelError, from_onnx, lower, read_model, resolve_shapes
+    from autotune.model import ModelError, import_onnx, lower, read_model, resolve_shapes
     from targets import get_device
 
     try:
@@ -240,7 +240,7 @@ def open_model(args: argparse.Namespace):
     os.environ.setdefault("TVM_NUM_THREADS", str(device.num_threads))
     print(f"importing {args.model} ...", file=sys.stderr)
     try:
-        imported = from_onnx(model, shape_dict=shapes)
+        imported = import_onnx(model, shapes)
         module = lower(imported)
     except Exception as error:  # noqa: BLE001 - the importer's failures on a checked model: one line
         raise UsageError(f"cannot import {args.model}: {str(error).strip().splitlines()[-1]}") from None

@@ -17,12 +17,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from autotune.records import SCHEMA_VERSION, TARGET_FIELDS, Record, load_records, same_machine, type_problem
+from autotune.records import SCHEMA_VERSION, TARGET_FIELDS, FieldTypeError, Record, load_records, same_machine
 from schedules import ConfigSpace, Template, TemplateRegistry, default_registry
 from targets import Device, get_device
 
 #: (workload key, device, template name, template version): the records that compete.
 GroupKey = tuple[str, str, str, int]
+
 
 def group_key(record: Record) -> GroupKey:
     return (record.workload.key, record.device, record.template, record.template_version)
@@ -256,11 +257,10 @@ def _check_line(
         return "corrupt", f"a JSON {type(data).__name__}, not an object", None
     if "v" in data and data["v"] != SCHEMA_VERSION:
         return "other_schema", f"schema version {data['v']!r} (this reads {SCHEMA_VERSION})", None
-    problem = type_problem(data)
-    if problem:
-        return "corrupt", problem, None
     try:
         record = Record.from_json(data)
+    except FieldTypeError as error:
+        return "corrupt", str(error), None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return "corrupt", f"not a record ({type(error).__name__}: {error})", None
     try:

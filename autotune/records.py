@@ -33,6 +33,10 @@ class LogWarning(UserWarning):
     """A tuning log line that was skipped."""
 
 
+class FieldTypeError(ValueError):
+    """A log line's field has the wrong type (which parsing would otherwise coerce)."""
+
+
 @dataclass(frozen=True)
 class Record:
     """One measured config, as stored in the log."""
@@ -88,9 +92,9 @@ class Record:
         """Parse one line's object; KeyError/ValueError/TypeError when it is malformed."""
         if data["v"] != SCHEMA_VERSION:
             raise ValueError(f"schema version {data['v']!r} (this reads {SCHEMA_VERSION})")
-        problem = type_problem(data)
+        problem = _type_problem(data)
         if problem:
-            raise ValueError(problem)
+            raise FieldTypeError(problem)
         result, template, config = data["result"], data["template"], data["config"]
         if not isinstance(config["index"], int) or not isinstance(config["knobs"], dict):
             raise ValueError("config needs an integer index and a knobs object")
@@ -111,7 +115,7 @@ class Record:
         )
 
 
-def type_problem(data: Mapping[str, Any]) -> str | None:
+def _type_problem(data: Mapping[str, Any]) -> str | None:
     """What is of the wrong type in a log line's object (None: nothing), before any coercion.
 
     A costs string "12" must not become (1.0, 2.0), nor a version "2" become 2.

@@ -6,8 +6,9 @@ gain: calls per inference x current best latency x recent improvement rate, in t
 spirit of Ansor's gradient task scheduler. Tasks that compute one operator by different
 algorithms (`ModelTask.alternative_of`) count once, by the faster: a slower one gains
 only what would make it the faster, and stops when even its optimistic next batch would
-not. A task that has not improved for `patience` trials, or whose space is exhausted, stops. All tasks share one builder, one runner and
-one log, so an interrupted run resumes where it stopped.
+not. A task that has not improved for `patience` trials, or whose space is exhausted,
+stops. All tasks share one builder, one runner and one log, so an interrupted run
+resumes where it stopped.
 """
 from __future__ import annotations
 

@@ -35,7 +35,9 @@ from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
 
-# F(2x2, 3x3): B^T (4x4) transforms input tiles, G (4x3) kernels, A^T (2x4) products.
+# F(2x2, 3x3) (Lavin & Gray): B^T (4x4) transforms input tiles, G (4x3) kernels, A^T (2x4) products.
+# TVM derives equivalent ones (topi.nn.winograd_util) but only as TE constant tensors or
+# private helpers; the numpy forms here serve the TE expressions, the kernel transform and the reference.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
