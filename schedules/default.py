@@ -24,6 +24,8 @@ functions it was no faster than the naive loop here and left any epilogue serial
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable
 
 import tvm
@@ -286,6 +288,20 @@ def _parallel_tasks(sch: s_tir.Schedule, loop: LoopRV, elements: int) -> LoopRV:
     return task
 
 
+def _aligned_chunk(extents: list[int], wanted_tasks: int) -> int:
+    """Iterations per parallel task of fused loops with these extents, so that each task is a box.
+
+    A chunk of m x (product of the inner extents), m dividing its own loop's extent, covers
+    whole rows: blocks computed per task (a mean's division, softmax's normalization) then
+    cover exactly the task's outputs. A chunk across rows would make TVM widen their
+    region to whole rows, and read what another task has not yet reduced.
+    """
+    total = math.prod(extents)
+    candidates = {math.prod(extents[j + 1:]) * m for j, extent in enumerate(extents)
+                  for m in range(1, extent + 1) if extent % m == 0}
+    return min(candidates, key=lambda chunk: (abs(math.log(total / chunk / max(wanted_tasks, 1))), chunk))
+
+
 def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> LoopRV | None:
     """Parallel tasks over the outer spatial loops of a normalized reduction block; returns the task loop.
 
@@ -311,9 +327,14 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
     while outer < most and _product(sch, spatial[:outer]) < wanted_tasks:
         outer += 1  # the rest stays inside the task: whole output rows, plain indices
     spatial = spatial[:outer]
+    extents = [_const(sch.get(loop).extent) for loop in spatial]
     try:
         fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
-        task = _parallel_tasks(sch, fused, work)
+        if None in extents:
+            task = _parallel_tasks(sch, fused, work)
+        else:
+            task, _ = sch.split(fused, [None, _aligned_chunk(extents, wanted_tasks)])
+            sch.parallel(task)
     except RuntimeError:
         return None
     if vector is not None:

@@ -159,6 +159,10 @@ CASES = {
     "max_pool_3x3_s2": (lambda x: relax.op.nn.max_pool2d(x, 3, 2, 1), [((1, 16, 15, 15), "float32")], _max_pool),
     "max_pool_nchw16c": (lambda x: relax.op.nn.max_pool2d(x, 3, 2, 1, layout="NCHW16c"), [((1, 2, 15, 15, 16), "float32")],
                          lambda x: _max_pool(_from_blocked(x)).reshape(1, 2, 16, 8, 8).transpose(0, 1, 3, 4, 2)),
+    # 93 (channel, depth) rows: parallel tasks must not cut across rows, or the division
+    # computed per task reads sums another task has not finished (ONNX's averagepool_3d_default)
+    "avg_pool3d_2x2x2": (lambda x: relax.op.nn.avg_pool3d(x, 2, 1), [((1, 3, 32, 32, 32), "float32")],
+                         lambda x: np.lib.stride_tricks.sliding_window_view(x, (2, 2, 2), (2, 3, 4)).mean((-3, -2, -1))),
     "mean_hw": (lambda x: relax.op.mean(x, [2, 3], keepdims=True), [((1, 13, 7, 9), "float32")],
                 lambda x: x.mean((2, 3), keepdims=True)),
     "mean_1x1": (lambda x: relax.op.mean(x, [2, 3], keepdims=True), [((1, 40, 1, 1), "float32")],
