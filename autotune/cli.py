@@ -241,9 +241,9 @@ def open_model(args: argparse.Namespace):
     print(f"importing {args.model} ...", file=sys.stderr)
     try:
         imported = import_onnx(model, shapes)
-        module = lower(imported)
     except Exception as error:  # noqa: BLE001 - the importer's failures on a checked model: one line
-        raise UsageError(f"cannot import {args.model}: {str(error).strip().splitlines()[-1]}") from None
+        raise UsageError(f"TVM's ONNX importer cannot read {args.model}: {first_line(error)}") from None
+    module = lower(imported)  # LoweringError names the operator
     return model, shapes, imported, module, device
 
 
@@ -348,11 +348,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     module, tasks = lower_for_logs(imported, device, records, packs, lowered=module)
     scheduled, coverage = schedule_model(module, device, records, packs=packs, tasks=tasks)
     print(coverage.summary())
+    print(*coverage.details(), sep="\n", end="\n" if coverage.details() else "")
     if args.strict and (coverage.fallback or coverage.failed):
         for name in coverage.fallback:
             print(f"untuned: {name}")
-        for name in coverage.failed:
-            print(f"tuned config did not apply: {name}")
         print(f"autotune: --strict: {len(coverage.fallback) + len(coverage.failed)} tasks would use a fallback", file=sys.stderr)
         return 1
     executable = compile_model(scheduled, device)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import tvm
 from tvm import relax, s_tir, tirx
 
-from autotune.model import lower
+from autotune.model import PLAIN_LAYOUT_ATTR, lower
 from autotune.records import Record
 from autotune.task import Task
 from schedules import Config, Template, TemplateRegistry, Workload, default_registry
@@ -148,6 +148,7 @@ class Coverage:
     default_schedule: list[str] = field(default_factory=list)  # functions no template owns
     unscheduled: list[str] = field(default_factory=list)  # functions nothing could schedule
     failed: list[str] = field(default_factory=list)  # functions their chosen config did not apply to
+    plain_layout: list[str] = field(default_factory=list)  # operators lowered without a template, with why
 
     def summary(self) -> str:
         total = len(self.tuned) + len(self.fallback)
@@ -155,10 +156,18 @@ class Coverage:
         text = (f"coverage: {len(self.tuned)}/{total} tasks tuned{packs}, {len(self.fallback)} on default configs; "
                 f"{len(self.default_schedule)} other functions on default schedules")
         if self.failed:
-            text += f"; the chosen config did not apply to {', '.join(self.failed)} (default config used)"
+            text += f"; the chosen config did not apply to {len(self.failed)} functions (default config used)"
         if self.unscheduled:
             text += f", {len(self.unscheduled)} unscheduled ({', '.join(self.unscheduled)})"
+        if self.plain_layout:
+            text += f"; {len(self.plain_layout)} convs without a template, on TVM's compute and a default schedule"
         return text
+
+    def details(self) -> list[str]:
+        """One line per fallback, saying what fell back and why."""
+        return ([f"  no template: {entry}" for entry in self.plain_layout]
+                + [f"  chosen config did not apply: {name}" for name in self.failed]
+                + [f"  not scheduled: {name}" for name in self.unscheduled])
 
 
 def schedule_model(
@@ -179,7 +188,7 @@ def schedule_model(
     registry = registry or default_registry()
     records, packs = list(records), list(packs)
     target = device.tvm_target
-    coverage = Coverage()
+    coverage = Coverage(plain_layout=[str(entry) for entry in (module.attrs or {}).get(PLAIN_LAYOUT_ATTR, [])])
     module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
     scheduled: dict[str, tirx.PrimFunc | None] = {}
     for model_task in tasks if tasks is not None else extract_tasks(module, device, registry):
@@ -193,10 +202,10 @@ def schedule_model(
             coverage.from_packs.append(str(task.workload))
         for name in model_task.functions:
             func = module[name]
-            scheduled[name] = _apply(task, func, config)
-            if scheduled[name] is None:  # reported, then the default config, then a default schedule
-                coverage.failed.append(name)
-                scheduled[name] = _apply(task, func, task.default_config) or schedule_default(func, target)
+            scheduled[name], error = _apply(task, func, config)
+            if error:  # reported, then the default config, then a default schedule
+                coverage.failed.append(f"{name} ({error})")
+                scheduled[name] = _apply(task, func, task.default_config)[0] or schedule_default(func, target)
     for name, func in primfuncs(module).items():
         if name not in scheduled:
             scheduled[name] = schedule_default(func, target)
@@ -207,14 +216,20 @@ def schedule_model(
     return module, coverage
 
 
-def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tirx.PrimFunc | None:
-    """`func` scheduled with `config`, or None when the template cannot apply it there."""
+def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tuple[tirx.PrimFunc | None, str | None]:
+    """`func` scheduled with `config`; or None and why the template could not apply it there."""
     sch = s_tir.Schedule(func)
     try:
         task.template.apply(sch, task.workload, config, task.device)
-    except Exception:  # noqa: BLE001 - a config that fails on one function falls back, reported in the coverage
-        return None
-    return sch.mod["main"]
+    except Exception as error:  # noqa: BLE001 - a config that fails on one function falls back, reported in the coverage
+        return None, first_line(error)
+    return sch.mod["main"], None
+
+
+def first_line(error: BaseException) -> str:
+    """The message of an error in one line: TVM's errors carry their C++ traceback and a blank line first."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]
 
 
 def compile_model(module: tvm.IRModule, device: Device) -> relax.Executable:

@@ -106,15 +106,17 @@ def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tv
             raise ValueError(f"Winograd's algorithm cannot compute {workload} (a 3x3, stride-1 conv2d with an even output)")
     legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd_convs))
     module = _clips_as_relax_ops(module)
+    plan = _LayoutPlan()
     module = tvm.transform.Sequential([
-        relax.transform.ConvertLayout({}, layout_cb=_conv2d_layouts),
+        relax.transform.ConvertLayout({}, layout_cb=plan),
         relax.transform.Normalize(),
         relax.transform.FastMathTransform(),  # erf, exp, tanh as polynomials LLVM vectorizes
         relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_conv2d}),
         relax.transform.FoldConstant(),
     ])(module)
     module = relax.get_pipeline("zero")(module)
-    return relax.transform.AttachAttrLayoutFreeBuffers()(module)  # which arguments are weights
+    module = relax.transform.AttachAttrLayoutFreeBuffers()(module)  # which arguments are weights
+    return module.with_attr(PLAIN_LAYOUT_ATTR, list(plan.plain))
 
 
 def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
@@ -143,27 +145,64 @@ def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
     return relax.transform.DeadCodeElimination()(module)
 
 
-def _conv2d_layouts(call: relax.Call) -> dict[str, list[str]]:
-    """Blocked layouts for the conv2d calls a template computes; other calls keep theirs."""
-    if call.op.name != "relax.nn.conv2d" or not _blockable(call):
-        return {}
-    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
-    cb, kb = channel_block(channels), channel_block(out_channels)
-    if call.attrs.groups == 1:
-        return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]}
-    return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}o"]}  # depthwise
+#: Module attribute listing the operators the lowering left in the plain layout, with why.
+PLAIN_LAYOUT_ATTR = "autotune.plain_layout"
 
 
-def _blockable(call: relax.Call) -> bool:
+class _LayoutPlan:
+    """ConvertLayout's callback: blocked layouts for the convs a template computes, NCHW for the rest.
+
+    Every conv2d gets an explicit answer: one left without (ConvertLayout's default) would
+    take its input's blocked layout and fail on a kernel layout it cannot match ("Layouts
+    must have the same size"). The convs kept in NCHW are noted with the reason.
+    """
+
+    def __init__(self):
+        self.plain: dict[str, None] = {}  # "Conv ...: reason", in graph order, each once
+
+    def __call__(self, call: relax.Call) -> dict[str, list[str]]:
+        if call.op.name != "relax.nn.conv2d":
+            return {}
+        reason = _plain_layout_reason(call)
+        if reason is not None:
+            self.plain[f"{describe_conv2d(call)}: {reason}"] = None
+            return {"relax.nn.conv2d": ["NCHW", "OIHW"]}
+        channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+        cb, kb = channel_block(channels), channel_block(out_channels)
+        if call.attrs.groups == 1:
+            return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]}
+        return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}o"]}  # depthwise
+
+
+def describe_conv2d(call: relax.Call) -> str:
+    """The ONNX Conv behind a conv2d call, by its shapes and attributes (the importer keeps no node names)."""
+    attrs = call.attrs
+    _, channels, h, w = _shape(call.args[0])  # as imported: NCHW, OIHW
+    out_channels, _, r, s = _shape(call.args[1])
+    text = f"Conv {channels}->{out_channels} {r}x{s} at {h}x{w}"
+    extras = {"groups": int(attrs.groups), "strides": _ints(attrs.strides), "dilations": _ints(attrs.dilation),
+              "pads": _ints(attrs.padding)}
+    return text + "".join(f" {k}={v}" for k, v in extras.items() if v not in (1, [1, 1], [0, 0, 0, 0]))
+
+
+def _plain_layout_reason(call: relax.Call) -> str | None:
+    """Why no blocked template computes this conv2d, or None when one does."""
     attrs = call.attrs
     channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
-    uniform = (len(set(map(int, attrs.strides))) == 1 and len(set(map(int, attrs.padding))) == 1
-               and all(int(d) == 1 for d in attrs.dilation))
-    if not uniform or attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or str(attrs.out_dtype) not in ("None", "", "float32"):
-        return False
+    if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
+        return f"layout {attrs.data_layout}/{attrs.kernel_layout}"
+    if str(attrs.out_dtype) not in ("None", "", "float32") or str(call.args[0].ty.dtype) != "float32":
+        return "not float32"
+    if any(int(d) != 1 for d in attrs.dilation):
+        return "dilated"
+    if len(set(_ints(attrs.strides))) != 1 or len(set(_ints(attrs.padding))) != 1:
+        return "strides or pads differ between sides"
     if attrs.groups == 1:
-        return channel_block(channels) is not None and channel_block(out_channels) is not None
-    return attrs.groups == channels == out_channels and channels % 16 == 0
+        unblockable = [c for c in (channels, out_channels) if channel_block(c) is None]
+        return f"{unblockable[0]} channels fit no channel block" if unblockable else None
+    if not attrs.groups == channels == out_channels:
+        return "grouped (not depthwise)"
+    return None if channels % 16 == 0 else f"depthwise on {channels} channels (not a multiple of 16)"
 
 
 def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call, winograd: frozenset[Workload]) -> relax.Expr:
@@ -189,3 +228,7 @@ def _conv2d_workload(call: relax.Call) -> Workload:
 
 def _shape(expr: relax.Expr) -> list[int]:
     return [int(d) for d in expr.ty.shape.values]
+
+
+def _ints(values) -> list[int]:
+    return [int(v) for v in values]

@@ -1,0 +1,64 @@
+"""Lowering is total: convs no template computes stay in NCHW, with transforms around them, and are listed with why."""
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import tvm
+from onnx import TensorProto, helper
+from tvm import relax
+
+from autotune.compile import compile_model, schedule_model
+from autotune.model import load_onnx
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+from make_models import GraphBuilder  # noqa: E402
+
+
+def conv_chain(channels: int, groups: int | None = None, dilation: int = 1, kernel=(3, 3), size: int = 14,
+               out: int | None = None) -> onnx.ModelProto:
+    """The smallest failing case of real CNNs: 1x1 conv 16 -> C (blocked), ReLU, a conv C -> out (C), 1x1 conv to 32."""
+    g = GraphBuilder()
+    x = g.op("Relu", [g.conv("input", 16, channels, 1)])
+    groups, out = channels if groups is None else groups, out or channels
+    w = g.weight((out, channels // groups, *kernel), channels // groups * kernel[0] * kernel[1])
+    pads = [dilation * (kernel[0] // 2), dilation * (kernel[1] // 2)] * 2
+    x = g.op("Conv", [x, w], kernel_shape=list(kernel), pads=pads, group=groups, dilations=[dilation, dilation])
+    x = g.conv(g.op("Relu", [x]), out, 32, 1)
+    return g.model("conv_chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, size, size])],
+                   x, [1, 32, size, size])
+
+
+CASES = {
+    "depthwise_72": (conv_chain(72), "depthwise on 72 channels"),
+    "depthwise_88": (conv_chain(88), "depthwise on 88 channels"),
+    "depthwise_96": (conv_chain(96), None),
+    **{f"groups_of_{size}": (conv_chain(128, groups=128 // size), "grouped") for size in (4, 8, 16, 32, 64)},
+    "dilated_2": (conv_chain(64, groups=1, dilation=2), "dilated"),
+    "dilated_4": (conv_chain(64, groups=1, dilation=4), "dilated"),
+    "depthwise_dilated_2": (conv_chain(64, dilation=2), "dilated"),
+    "kernel_1x3": (conv_chain(64, groups=1, kernel=(1, 3)), "pads differ"),
+    "kernel_3x1": (conv_chain(64, groups=1, kernel=(3, 1)), "pads differ"),
+    "squeeze_excite_480_20": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=20), "20 channels"),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_conv_kind_compiles_and_matches_onnxruntime(name, host):
+    model, reason = CASES[name]
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    feeds = {"input": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    module = load_onnx(model)
+    scheduled, coverage = schedule_model(module, host, tuned=False)
+    if reason:
+        assert coverage.plain_layout and all(reason in entry for entry in coverage.plain_layout), coverage.plain_layout
+        assert any(reason in line for line in coverage.details())
+    else:
+        assert not coverage.plain_layout
+    assert not coverage.failed and not coverage.unscheduled
+    vm = relax.VirtualMachine(compile_model(scheduled, host), tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(feeds["input"])).numpy()
+    assert np.abs(out - expected).max() <= 1e-4 * np.abs(expected).max()
