@@ -20,6 +20,7 @@ from tvm import relax
 from tvm.relax import dpl
 from tvm.relax.frontend.onnx import from_onnx
 
+from autotune.onnx_fold import fold_constants
 from schedules import Workload
 from schedules.conv2d import channel_block, conv2d_nchwc
 from schedules.depthwise import depthwise_nchwc
@@ -73,7 +74,10 @@ def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, 
 def import_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
     """The model as imported to Relax, before lowering."""
     model = read_model(source)
-    return from_onnx(model, shape_dict=resolve_shapes(model, shapes))
+    shapes = resolve_shapes(model, shapes)
+    # Shapes that exporters compute in the graph (Shape -> Gather -> Concat -> Reshape),
+    # folded for these input shapes: TVM's importer rejects many of them.
+    return from_onnx(fold_constants(model, shapes), shape_dict=shapes)
 
 
 def input_dtypes(model: onnx.ModelProto) -> dict[str, str]:
