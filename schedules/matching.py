@@ -8,6 +8,8 @@ alone.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from tvm import s_tir, tirx
@@ -161,9 +163,20 @@ def fuse_epilogue(sch: s_tir.Schedule, write_back: SBlockRV) -> list[SBlockRV]:
             if sch.get_consumers(block) and _try(sch.compute_inline, block):
                 changed = True
         for block in _epilogue_blocks(sch, write_back):
-            if _try(sch.reverse_compute_inline, block):
+            if not _broadcasts(sch, block) and _try(sch.reverse_compute_inline, block):
                 changed = True
     return _epilogue_blocks(sch, write_back)
+
+
+def _broadcasts(sch: s_tir.Schedule, block: SBlockRV) -> bool:
+    """Whether `block` computes more elements than a producer wrote (squeeze-excite's gate times the map).
+
+    Such a block cannot be inlined into that producer, and TVM fails on it with an internal
+    error (not a ScheduleError) that may leave the schedule half changed: never try.
+    """
+    domain = math.prod(int(iv.dom.extent) for iv in sch.get(block).iter_vars)
+    return any(domain > math.prod(int(d) for d in buffer.shape)
+               for producer in sch.get_producers(block) for buffer in (w.source for w in sch.get(producer).writes))
 
 
 def _try(primitive, block: SBlockRV) -> bool:
