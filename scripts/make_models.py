@@ -7,6 +7,9 @@
 - mobilenetv2.onnx: MobileNetV2 1.0, 1x3x224x224 -> 1x1000 (ReLU6 as Clip)
 - bert.onnx: a BERT-style encoder, 4 layers, hidden 256, 4 heads, seq 128, with an
   attention mask: input_ids and attention_mask (int64, 1x128) -> 1x128x256
+- with --only, the zoo (zoo.py): mobilenetv3_small, efficientnet_b0, shufflenet_v2, resnext50,
+  regnet_y_400mf, deeplabv3, convnext_tiny, inception, squeezenet and vit at their real
+  sizes, 1x3x224x224 -> 1x1000 (deeplabv3: -> 1x21x224x224)
 
 Every model is checked with `onnx.checker`. The builders take sizes, so tests can make
 small versions of the same graphs and compare runtimes on them cheaply.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -155,12 +159,27 @@ def bert(layers: int = 4, hidden: int = 256, heads: int = 4, seq: int = 128, voc
 
 
 MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenetv2, "bert": bert}
+DEMO_MODELS = tuple(MODELS)
+ZOO_NAMES = ("mobilenetv3_small", "efficientnet_b0", "shufflenet_v2", "resnext50", "regnet_y_400mf", "deeplabv3",
+             "convnext_tiny", "inception", "squeezenet", "vit")
+
+
+def _zoo_model(name: str) -> Callable[..., onnx.ModelProto]:
+    """A zoo model's full-size builder, imported on first use: zoo imports GraphBuilder from this file."""
+    def build(**sizes) -> onnx.ModelProto:
+        from zoo import ZOO
+        return ZOO[name][0](**sizes)
+    return build
+
+
+MODELS.update({name: _zoo_model(name) for name in ZOO_NAMES})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="models", help="output folder (default models/)")
-    parser.add_argument("--only", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    parser.add_argument("--only", default=",".join(DEMO_MODELS),
+                        help="comma-separated (default: the demo models): " + ", ".join(MODELS))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for name in args.only.split(","):
