@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import tvm
 from tvm import relax, s_tir, tirx
 
-from autotune.model import PLAIN_LAYOUT_ATTR, lower
+from autotune.layout_plan import PLAIN_LAYOUT_ATTR
+from autotune.model import first_line, lower
 from autotune.records import Record
 from autotune.task import Task
 from schedules import Config, Template, TemplateRegistry, Workload, default_registry
@@ -51,7 +52,10 @@ class ModelTask:
 def match_function(func: tirx.PrimFunc, registry: TemplateRegistry, family: str) -> tuple[Template, Workload] | None:
     """The template that recognises `func`, with the workload it computes."""
     for template in registry.templates(family):
-        workload = template.match(s_tir.Schedule(func))
+        try:
+            workload = template.match(s_tir.Schedule(func))
+        except Exception:  # noqa: BLE001 - an unusual function (no root block: a scatter) is no template's
+            continue
         if workload is not None:
             return template, workload
     return None
@@ -226,11 +230,6 @@ def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tuple[tirx.PrimFu
     return sch.mod["main"], None
 
 
-def first_line(error: BaseException) -> str:
-    """The message of an error in one line: TVM's errors carry their C++ traceback and a blank line first."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:200]
-
 
 def compile_model(module: tvm.IRModule, device: Device) -> relax.Executable:
     """Build a scheduled model for the device (the device's host target for the VM code)."""
@@ -241,9 +240,14 @@ def prepack_weights(module: tvm.IRModule) -> tvm.IRModule:
     """Run the weight copies the templates marked as layout rewrites (matmul's packed B) once, now.
 
     Each becomes a function of its own (`SplitLayoutRewritePreproc`), which constant
-    folding evaluates on the weight, so the model calls only the compute.
+    folding evaluates on the weight, so the model calls only the compute. The pass fails
+    on some functions of other shapes (a scatter's loop nest without a compute block):
+    the model then packs weights on every call, slower but right.
     """
-    module = relax.transform.SplitLayoutRewritePreproc()(module)
+    try:
+        module = relax.transform.SplitLayoutRewritePreproc()(module)
+    except tvm.error.InternalError:
+        return module
     return relax.transform.DeadCodeElimination()(relax.transform.FoldConstant()(module))
 
 

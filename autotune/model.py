@@ -20,6 +20,7 @@ from tvm import relax
 from tvm.relax import dpl
 from tvm.relax.frontend.onnx import from_onnx
 
+from autotune.layout_plan import PLAIN_LAYOUT_ATTR, LayoutPlan
 from autotune.onnx_fold import fold_constants
 from schedules import Workload
 from schedules.conv2d import channel_block, conv2d_nchwc
@@ -29,6 +30,10 @@ from schedules.winograd import Conv2dWinogradCPU, conv2d_winograd_nchwc, winogra
 
 class ModelError(ValueError):
     """The model file or its input shapes cannot be used (a user mistake, said in one line)."""
+
+
+class LoweringError(RuntimeError):
+    """This project's lowering failed on a valid model (a bug to report), said in one line."""
 
 
 def read_model(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
@@ -109,18 +114,100 @@ def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tv
         if not Conv2dWinogradCPU().serves(workload):
             raise ValueError(f"Winograd's algorithm cannot compute {workload} (a 3x3, stride-1 conv2d with an even output)")
     legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd_convs))
-    module = _clips_as_relax_ops(module)
-    plan = _LayoutPlan()
+    module = _ops_convert_layout_handles(_clips_as_relax_ops(module))
+    kept_plain: dict[str, str] = {}
+    while True:  # each round keeps one more conv plain, until TVM's passes accept the plan
+        plan = LayoutPlan(kept_plain)
+        try:
+            lowered = _lower_with(module, plan, legalize_conv2d)
+            return lowered.with_attr(PLAIN_LAYOUT_ATTR, list(plan.plain))
+        except Exception as error:  # noqa: BLE001 - TVM passes raise InternalError, ValueError, TypeError...
+            reason = first_line(error)
+            culprit = _first_failing_conv(module, plan.blocked, kept_plain, legalize_conv2d)
+            if culprit is None:
+                break
+            kept_plain[culprit] = f"lowering failed with it blocked ({reason})"
+    try:  # ConvertLayout fails on this graph whatever the convs' layouts: do without it
+        lowered = _lower_with(module, None, legalize_conv2d)
+    except Exception as error:  # noqa: BLE001
+        raise LoweringError(f"lowering failed: {first_line(error)}") from None
+    return lowered.with_attr(PLAIN_LAYOUT_ATTR, [f"every conv: TVM's ConvertLayout fails on this model ({reason})"])
+
+
+def _lower_with(module: tvm.IRModule, plan: LayoutPlan | None, legalize_conv2d) -> tvm.IRModule:
+    """The lowering with this layout plan (None: no layout conversion at all)."""
+    layouts = [relax.transform.ConvertLayout({}, layout_cb=plan)] if plan is not None else []
+    module = tvm.transform.Sequential([*layouts, relax.transform.Normalize()])(module)
+    try:  # erf, exp, tanh as polynomials LLVM vectorizes
+        module = relax.transform.FastMathTransform()(module)
+    except AttributeError:  # it cannot read calls of packed functions (a shape taken from an input): exact math
+        pass
     module = tvm.transform.Sequential([
-        relax.transform.ConvertLayout({}, layout_cb=plan),
-        relax.transform.Normalize(),
-        relax.transform.FastMathTransform(),  # erf, exp, tanh as polynomials LLVM vectorizes
         relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": legalize_conv2d}),
         relax.transform.FoldConstant(),
     ])(module)
     module = relax.get_pipeline("zero")(module)
-    module = relax.transform.AttachAttrLayoutFreeBuffers()(module)  # which arguments are weights
-    return module.with_attr(PLAIN_LAYOUT_ATTR, list(plan.plain))
+    return relax.transform.AttachAttrLayoutFreeBuffers()(module)  # which arguments are weights
+
+
+def _first_failing_conv(module: tvm.IRModule, blocked: list[str], kept_plain: dict[str, str], legalize_conv2d) -> str | None:
+    """The conv whose blocked layout breaks a TVM pass (ConvertLayout's rules for some ops
+    mishandle blocked inputs: a channel mean with keepdims, say): bisection over the convs
+    in graph order, blocking only the first n. None when it fails with none blocked."""
+    def fails(n: int) -> bool:
+        try:
+            _lower_with(module, LayoutPlan(kept_plain, blocked[:n]), legalize_conv2d)
+        except Exception:  # noqa: BLE001
+            return True
+        return False
+
+    if fails(0):
+        return None
+    passing, failing = 0, len(blocked)
+    while failing - passing > 1:
+        middle = (passing + failing) // 2
+        passing, failing = (passing, middle) if fails(middle) else (middle, failing)
+    return blocked[failing - 1]
+
+
+def _ops_convert_layout_handles(module: tvm.IRModule) -> tvm.IRModule:
+    """The importer's forms that TVM's ConvertLayout fails on, in equivalent forms it handles.
+
+    - squeeze with negative axes (ConvertLayout runs out of memory): the same axes counted
+      from the front;
+    - ONNX Max/Min/Sum/Mean of several inputs, imported as a reduction over their stack
+      (ConvertLayout has no layout rule for stack): a chain of binary ops, which also
+      fuse into the producers' epilogues.
+    """
+    operand, tensors = dpl.wildcard(), dpl.wildcard()
+    squeeze = dpl.is_op("relax.squeeze")(operand)
+    stack = dpl.is_op("relax.stack")(tensors)
+    reduce = dpl.is_op("relax.max")(stack) | dpl.is_op("relax.min")(stack) | dpl.is_op("relax.sum")(stack) | dpl.is_op("relax.mean")(stack)
+    binary = {"relax.max": relax.op.maximum, "relax.min": relax.op.minimum, "relax.sum": relax.op.add, "relax.mean": relax.op.add}
+
+    def rewrite_squeeze(call: relax.Call, matches: dict) -> relax.Expr:
+        axes = call.attrs.axis
+        if axes is None or all(int(a) >= 0 for a in axes):
+            return call
+        ndim = len(matches[operand].ty.shape.values)
+        return relax.op.squeeze(matches[operand], [int(a) % ndim for a in axes])
+
+    def rewrite_reduce(call: relax.Call, matches: dict) -> relax.Expr:
+        items, stacked = matches[tensors], matches[stack]
+        if (not isinstance(items, relax.Tuple) or int(stacked.attrs.axis) != 0 or call.attrs.keepdims
+                or [int(a) for a in call.attrs.axis or []] != [0]):
+            return call
+        result = items.fields[0]
+        for item in items.fields[1:]:
+            result = binary[call.op.name](result, item)
+        if call.op.name == "relax.mean":
+            result = relax.op.divide(result, relax.const(float(len(items.fields)), str(call.ty.dtype)))
+        return result
+
+    main = module.get_global_var("main")
+    function = dpl.rewrite_call(squeeze, rewrite_squeeze, module[main])
+    module[main] = dpl.rewrite_call(reduce, rewrite_reduce, function)
+    return relax.transform.DeadCodeElimination()(module)
 
 
 def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
@@ -149,66 +236,6 @@ def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
     return relax.transform.DeadCodeElimination()(module)
 
 
-#: Module attribute listing the operators the lowering left in the plain layout, with why.
-PLAIN_LAYOUT_ATTR = "autotune.plain_layout"
-
-
-class _LayoutPlan:
-    """ConvertLayout's callback: blocked layouts for the convs a template computes, NCHW for the rest.
-
-    Every conv2d gets an explicit answer: one left without (ConvertLayout's default) would
-    take its input's blocked layout and fail on a kernel layout it cannot match ("Layouts
-    must have the same size"). The convs kept in NCHW are noted with the reason.
-    """
-
-    def __init__(self):
-        self.plain: dict[str, None] = {}  # "Conv ...: reason", in graph order, each once
-
-    def __call__(self, call: relax.Call) -> dict[str, list[str]]:
-        if call.op.name != "relax.nn.conv2d":
-            return {}
-        reason = _plain_layout_reason(call)
-        if reason is not None:
-            self.plain[f"{describe_conv2d(call)}: {reason}"] = None
-            return {"relax.nn.conv2d": ["NCHW", "OIHW"]}
-        channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
-        cb, kb = channel_block(channels), channel_block(out_channels)
-        if call.attrs.groups == 1:
-            return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]}
-        return {"relax.nn.conv2d": [f"NCHW{cb}c", f"OIHW{cb}o"]}  # depthwise
-
-
-def describe_conv2d(call: relax.Call) -> str:
-    """The ONNX Conv behind a conv2d call, by its shapes and attributes (the importer keeps no node names)."""
-    attrs = call.attrs
-    _, channels, h, w = _shape(call.args[0])  # as imported: NCHW, OIHW
-    out_channels, _, r, s = _shape(call.args[1])
-    text = f"Conv {channels}->{out_channels} {r}x{s} at {h}x{w}"
-    extras = {"groups": int(attrs.groups), "strides": _ints(attrs.strides), "dilations": _ints(attrs.dilation),
-              "pads": _ints(attrs.padding)}
-    return text + "".join(f" {k}={v}" for k, v in extras.items() if v not in (1, [1, 1], [0, 0, 0, 0]))
-
-
-def _plain_layout_reason(call: relax.Call) -> str | None:
-    """Why no blocked template computes this conv2d, or None when one does."""
-    attrs = call.attrs
-    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
-    if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
-        return f"layout {attrs.data_layout}/{attrs.kernel_layout}"
-    if str(attrs.out_dtype) not in ("None", "", "float32") or str(call.args[0].ty.dtype) != "float32":
-        return "not float32"
-    if any(int(d) != 1 for d in attrs.dilation):
-        return "dilated"
-    if len(set(_ints(attrs.strides))) != 1 or len(set(_ints(attrs.padding))) != 1:
-        return "strides or pads differ between sides"
-    if attrs.groups == 1:
-        unblockable = [c for c in (channels, out_channels) if channel_block(c) is None]
-        return f"{unblockable[0]} channels fit no channel block" if unblockable else None
-    if not attrs.groups == channels == out_channels:
-        return "grouped (not depthwise)"
-    return None if channels % 16 == 0 else f"depthwise on {channels} channels (not a multiple of 16)"
-
-
 def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call, winograd: frozenset[Workload]) -> relax.Expr:
     """Blocked conv2d with the templates' computes; TVM's own legalization for the rest."""
     attrs = call.attrs
@@ -234,5 +261,7 @@ def _shape(expr: relax.Expr) -> list[int]:
     return [int(d) for d in expr.ty.shape.values]
 
 
-def _ints(values) -> list[int]:
-    return [int(v) for v in values]
+def first_line(error: BaseException) -> str:
+    """The message of an error in one line: TVM's errors carry their C++ traceback and a blank line first."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]

@@ -1,0 +1,91 @@
+"""Which convolutions of a model run in a blocked channel layout, and why the others do not.
+
+`relax.transform.ConvertLayout` asks a `LayoutPlan` for each call's layouts. A conv2d that
+a template computes gets NCHW[x]c (`schedules.conv2d.channel_block`); every other conv2d,
+and every other convolution-like op, gets its plain layout explicitly, with transforms
+around it: one left without an answer would take its input's blocked layout and fail on a
+kernel layout it cannot match ("Layouts must have the same size").
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from tvm import relax
+
+from schedules.conv2d import channel_block
+
+#: Module attribute listing the convs the lowering left in the plain layout, with why.
+PLAIN_LAYOUT_ATTR = "autotune.plain_layout"
+
+
+class LayoutPlan:
+    """ConvertLayout's `layout_cb`: records the convs it blocks, and those it keeps plain with why.
+
+    `kept_plain` maps conv descriptions to a reason to keep them plain whatever a template
+    could do; `allowed`, when given, lists the only convs that may be blocked.
+    """
+
+    def __init__(self, kept_plain: Mapping[str, str] | None = None, allowed: Sequence[str] | None = None):
+        self.kept_plain = dict(kept_plain or {})
+        self.allowed = None if allowed is None else set(allowed)
+        self.blocked: list[str] = []  # descriptions, in graph order, each once
+        self.plain: dict[str, None] = {}  # "Conv ...: reason", in graph order, each once
+
+    def __call__(self, call: relax.Call) -> dict[str, list[str]]:
+        name = call.op.name
+        if name != "relax.nn.conv2d":  # conv2d_transpose, conv1d, conv3d: as they are
+            attrs = call.attrs
+            return {name: [attrs.data_layout, attrs.kernel_layout]} if hasattr(attrs, "kernel_layout") else {}
+        description = describe_conv2d(call)
+        reason = self.kept_plain.get(description) or plain_layout_reason(call)
+        if reason is None and self.allowed is not None and description not in self.allowed:
+            reason = "not blocked in this attempt"
+        if reason is not None:
+            self.plain[f"{description}: {reason}"] = None
+            return {name: ["NCHW", "OIHW"]}
+        if description not in self.blocked:
+            self.blocked.append(description)
+        channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+        cb, kb = channel_block(channels), channel_block(out_channels)
+        if call.attrs.groups == 1:
+            return {name: [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]}
+        return {name: [f"NCHW{cb}c", f"OIHW{cb}o"]}  # depthwise
+
+
+def describe_conv2d(call: relax.Call) -> str:
+    """The ONNX Conv behind a conv2d call, by its shapes and attributes (the importer keeps no node names)."""
+    attrs = call.attrs
+    _, channels, h, w = _shape(call.args[0])  # as imported: NCHW, OIHW
+    out_channels, _, r, s = _shape(call.args[1])
+    text = f"Conv {channels}->{out_channels} {r}x{s} at {h}x{w}"
+    extras = {"groups": int(attrs.groups), "strides": _ints(attrs.strides), "dilations": _ints(attrs.dilation),
+              "pads": _ints(attrs.padding)}
+    return text + "".join(f" {k}={v}" for k, v in extras.items() if v not in (1, [1, 1], [0, 0, 0, 0]))
+
+
+def plain_layout_reason(call: relax.Call) -> str | None:
+    """Why no blocked template computes this conv2d, or None when one does."""
+    attrs = call.attrs
+    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+    if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
+        return f"layout {attrs.data_layout}/{attrs.kernel_layout}"
+    if str(attrs.out_dtype) not in ("None", "", "float32") or str(call.args[0].ty.dtype) != "float32":
+        return "not float32"
+    if any(int(d) != 1 for d in attrs.dilation):
+        return "dilated"
+    if len(set(_ints(attrs.strides))) != 1 or len(set(_ints(attrs.padding))) != 1:
+        return "strides or pads differ between sides"
+    if attrs.groups == 1:
+        unblockable = [c for c in (channels, out_channels) if channel_block(c) is None]
+        return f"{unblockable[0]} channels fit no channel block" if unblockable else None
+    if not attrs.groups == channels == out_channels:
+        return "grouped (not depthwise)"
+    return None if channels % 16 == 0 else f"depthwise on {channels} channels (not a multiple of 16)"
+
+
+def _shape(expr: relax.Expr) -> list[int]:
+    return [int(d) for d in expr.ty.shape.values]
+
+
+def _ints(values) -> list[int]:
+    return [int(v) for v in values]
