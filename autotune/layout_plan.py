@@ -45,11 +45,17 @@ class LayoutPlan:
             return {name: ["NCHW", "OIHW"]}
         if description not in self.blocked:
             self.blocked.append(description)
-        channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+        return {name: blocked_layouts(call)}
+
+
+def blocked_layouts(call: relax.Call) -> list[str]:
+    """[data, kernel(, output)] layouts of a conv2d that a blocked template computes."""
+    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
+    if call.attrs.groups == 1:
         cb, kb = channel_block(channels), channel_block(out_channels)
-        if call.attrs.groups == 1:
-            return {name: [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]}
-        return {name: [f"NCHW{cb}c", f"OIHW{cb}o"]}  # depthwise
+        return [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]
+    cb = channel_block(channels)
+    return [f"NCHW{cb}c", f"OIHW{cb}o"]  # depthwise
 
 
 def describe_conv2d(call: relax.Call) -> str:
@@ -66,20 +72,30 @@ def describe_conv2d(call: relax.Call) -> str:
 def plain_layout_reason(call: relax.Call) -> str | None:
     """Why no blocked template computes this conv2d, or None when one does."""
     attrs = call.attrs
-    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
     if attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW":
         return f"layout {attrs.data_layout}/{attrs.kernel_layout}"
     if str(attrs.out_dtype) not in ("None", "", "float32") or str(call.args[0].ty.dtype) != "float32":
         return "not float32"
-    if any(int(d) != 1 for d in attrs.dilation):
-        return "dilated"
     if len(set(_ints(attrs.strides))) != 1 or len(set(_ints(attrs.padding))) != 1:
         return "strides or pads differ between sides"
+    channels, out_channels = _shape(call.args[0])[1], _shape(call.args[1])[0]
     if attrs.groups == 1:
-        unblockable = [c for c in (channels, out_channels) if channel_block(c) is None]
-        return f"{unblockable[0]} channels fit no channel block" if unblockable else None
-    if not attrs.groups == channels == out_channels:
-        return "grouped (not depthwise)"
+        return _conv2d_reason(call, channels, out_channels)
+    if attrs.groups == channels == out_channels:
+        return _depthwise_reason(call, channels)
+    return "grouped (not depthwise)"
+
+
+def _conv2d_reason(call: relax.Call, channels: int, out_channels: int) -> str | None:
+    if any(int(d) != 1 for d in call.attrs.dilation):
+        return "dilated"
+    unblockable = [c for c in (channels, out_channels) if channel_block(c) is None]
+    return f"{unblockable[0]} channels fit no channel block" if unblockable else None
+
+
+def _depthwise_reason(call: relax.Call, channels: int) -> str | None:
+    if any(int(d) != 1 for d in call.attrs.dilation):
+        return "dilated"
     return None if channels % 16 == 0 else f"depthwise on {channels} channels (not a multiple of 16)"
 
 

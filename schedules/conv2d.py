@@ -115,8 +115,12 @@ class Conv2dCPU(Template):
         """A 4-8 wide row of pixels times 2 output blocks, 4 input channels unrolled (measured near the best)."""
         cb, kb = _blocks(wl)
         oh, ow = out_size(wl)
+        kblocks = wl["K"] // kb
         owr = next(d for d in (8, 7, 4, 14, 16, 2, 1) if ow % d == 0)
-        kor = 2 if (wl["K"] // kb) % 2 == 0 else 1
+        kor = 2 if kblocks % 2 == 0 else 1
+        if owr < 4:  # odd widths (13, 27, 55): the widest tile of pixels x output blocks that fits the registers
+            owr, kor = max(((w, k) for w in range(1, 17) for k in (2, 1) if ow % w == 0 and kblocks % k == 0
+                            and w * k <= MAX_ACCUMULATORS), key=lambda t: (t[0] * t[1], t[1]))
         cu = next(d for d in (4, 3, 2, 1) if cb % d == 0)
         return {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_ko": (wl["K"] // kb // kor, kor),
                 "tile_ci": (cb // cu, cu), "order": "hk"}
