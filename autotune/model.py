@@ -17,14 +17,15 @@ from collections.abc import Collection, Mapping, Sequence
 import onnx
 import tvm
 from tvm import relax
-from tvm.relax import dpl
 from tvm.relax.frontend.onnx import from_onnx
 
+from autotune import graph_rewrites
 from autotune.layout_plan import PLAIN_LAYOUT_ATTR, LayoutPlan
 from autotune.onnx_fold import fold_constants
 from schedules import Workload
-from schedules.conv2d import channel_block, conv2d_nchwc
+from schedules.conv2d import channel_block, conv2d_nchwc, dilation_arg
 from schedules.depthwise import depthwise_nchwc
+from schedules.group_conv2d import group_conv2d_nchwc, group_kernel
 from schedules.winograd import Conv2dWinogradCPU, conv2d_winograd_nchwc, winograd_kernel
 
 
@@ -114,7 +115,7 @@ def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tv
         if not Conv2dWinogradCPU().serves(workload):
             raise ValueError(f"Winograd's algorithm cannot compute {workload} (a 3x3, stride-1 conv2d with an even output)")
     legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd_convs))
-    module = _ops_convert_layout_handles(_clips_as_relax_ops(module))
+    module = graph_rewrites.before_lowering(module)
     kept_plain: dict[str, str] = {}
     while True:  # each round keeps one more conv plain, until TVM's passes accept the plan
         plan = LayoutPlan(kept_plain)
@@ -170,83 +171,23 @@ def _first_failing_conv(module: tvm.IRModule, blocked: list[str], kept_plain: di
     return blocked[failing - 1]
 
 
-def _ops_convert_layout_handles(module: tvm.IRModule) -> tvm.IRModule:
-    """The importer's forms that TVM's ConvertLayout fails on, in equivalent forms it handles.
-
-    - squeeze with negative axes (ConvertLayout runs out of memory): the same axes counted
-      from the front;
-    - ONNX Max/Min/Sum/Mean of several inputs, imported as a reduction over their stack
-      (ConvertLayout has no layout rule for stack): a chain of binary ops, which also
-      fuse into the producers' epilogues.
-    """
-    operand, tensors = dpl.wildcard(), dpl.wildcard()
-    squeeze = dpl.is_op("relax.squeeze")(operand)
-    stack = dpl.is_op("relax.stack")(tensors)
-    reduce = dpl.is_op("relax.max")(stack) | dpl.is_op("relax.min")(stack) | dpl.is_op("relax.sum")(stack) | dpl.is_op("relax.mean")(stack)
-    binary = {"relax.max": relax.op.maximum, "relax.min": relax.op.minimum, "relax.sum": relax.op.add, "relax.mean": relax.op.add}
-
-    def rewrite_squeeze(call: relax.Call, matches: dict) -> relax.Expr:
-        axes = call.attrs.axis
-        if axes is None or all(int(a) >= 0 for a in axes):
-            return call
-        ndim = len(matches[operand].ty.shape.values)
-        return relax.op.squeeze(matches[operand], [int(a) % ndim for a in axes])
-
-    def rewrite_reduce(call: relax.Call, matches: dict) -> relax.Expr:
-        items, stacked = matches[tensors], matches[stack]
-        if (not isinstance(items, relax.Tuple) or int(stacked.attrs.axis) != 0 or call.attrs.keepdims
-                or [int(a) for a in call.attrs.axis or []] != [0]):
-            return call
-        result = items.fields[0]
-        for item in items.fields[1:]:
-            result = binary[call.op.name](result, item)
-        if call.op.name == "relax.mean":
-            result = relax.op.divide(result, relax.const(float(len(items.fields)), str(call.ty.dtype)))
-        return result
-
-    main = module.get_global_var("main")
-    function = dpl.rewrite_call(squeeze, rewrite_squeeze, module[main])
-    module[main] = dpl.rewrite_call(reduce, rewrite_reduce, function)
-    return relax.transform.DeadCodeElimination()(module)
-
-
-def _clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
-    """ONNX Clip (ReLU6) as Relax `minimum(maximum(x, lo), hi)` with scalar constants.
-
-    The importer writes Clip as calls of its own TIR functions, which ConvertLayout cannot
-    see through (nor through `clip`): it would send every activation back to NCHW and
-    forth again around each one. Relax's binary ops with a scalar keep the blocked
-    layout, and fuse into the convolution's epilogue.
-    """
-    module = relax.transform.FoldConstant()(module)  # the importer's NaN guards on lo and hi
-    x, lo, hi, low_func, high_func = dpl.wildcard(), dpl.is_const(), dpl.is_const(), dpl.is_gv(), dpl.is_gv()
-    lower_bound = dpl.is_op("relax.call_tir")(low_func, dpl.is_tuple([x, lo]))
-    pattern = dpl.is_op("relax.call_tir")(high_func, dpl.is_tuple([lower_bound, hi]))
-
-    def rewrite(expr: relax.Expr, matches: dict) -> relax.Expr:
-        low, high = (matches[c].value.numpy() for c in (lo, hi))
-        names = matches[low_func].name_hint, matches[high_func].name_hint
-        if low.size != 1 or high.size != 1 or not (names[0].startswith("maximum") and names[1].startswith("minimum")):
-            return expr
-        dtype = str(low.dtype)
-        return relax.op.minimum(relax.op.maximum(matches[x], relax.const(low.item(), dtype)), relax.const(high.item(), dtype))
-
-    main = module.get_global_var("main")
-    module[main] = dpl.rewrite_call(pattern, rewrite, module[main])
-    return relax.transform.DeadCodeElimination()(module)
-
-
 def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call, winograd: frozenset[Workload]) -> relax.Expr:
     """Blocked conv2d with the templates' computes; TVM's own legalization for the rest."""
     attrs = call.attrs
     if attrs.data_layout == "NCHW":
         return tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")(bb, call)
-    stride, pad = int(attrs.strides[0]), int(attrs.padding[0])
-    if attrs.groups == 1 and _conv2d_workload(call) in winograd:
+    stride, pad, dilation, groups = int(attrs.strides[0]), int(attrs.padding[0]), int(attrs.dilation[0]), int(attrs.groups)
+    if groups == 1 and _conv2d_workload(call) in winograd:
         kernel = bb.emit_te(winograd_kernel, call.args[1], primfunc_name_hint="winograd_kernel")
         return bb.call_te(conv2d_winograd_nchwc, call.args[0], kernel, pad, primfunc_name_hint="conv2d_winograd")
-    compute = conv2d_nchwc if attrs.groups == 1 else depthwise_nchwc
-    return bb.call_te(compute, call.args[0], call.args[1], stride, pad, primfunc_name_hint="conv2d")
+    if groups == 1:
+        return bb.call_te(conv2d_nchwc, call.args[0], call.args[1], stride, pad, dilation, primfunc_name_hint="conv2d")
+    if attrs.kernel_layout == "OIHW":  # grouped, not depthwise: its kernel laid out here, folded with the constants
+        cb, kb = _shape(call.args[0])[4], _shape(call)[4]
+        kernel = bb.emit_te(group_kernel, call.args[1], groups, cb, kb, primfunc_name_hint="group_kernel")
+        return bb.call_te(group_conv2d_nchwc, call.args[0], kernel, stride, pad, groups, dilation,
+                          primfunc_name_hint="group_conv2d")
+    return bb.call_te(depthwise_nchwc, call.args[0], call.args[1], stride, pad, primfunc_name_hint="conv2d")
 
 
 def _conv2d_workload(call: relax.Call) -> Workload:
@@ -254,7 +195,8 @@ def _conv2d_workload(call: relax.Call) -> Workload:
     n, cblocks, h, w, cb = _shape(call.args[0])
     kblocks, _, r, s, _, kb = _shape(call.args[1])
     return Workload.make("conv2d", N=n, C=cblocks * cb, H=h, W=w, K=kblocks * kb, R=r, S=s,
-                         stride=int(call.attrs.strides[0]), pad=int(call.attrs.padding[0]), dtype=str(call.ty.dtype))
+                         stride=int(call.attrs.strides[0]), pad=int(call.attrs.padding[0]), dtype=str(call.ty.dtype),
+                         **dilation_arg(int(call.attrs.dilation[0])))
 
 
 def _shape(expr: relax.Expr) -> list[int]:
