@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Does tuning measure what the model runs? Each task's standalone time beside its function in the model.
+
+    python scripts/model_vs_task.py [--only vit,convnext_tiny] [--small] [--logs DIR]
+
+For every task of each zoo model, with the config compile would use (the best of
+`DIR/<model>.jsonl`, else the template's default): the time of the template's own
+PrimFunc (what a tuning log records) and the time of the model's scheduled function as
+the compiled model calls it (fused with its epilogue, weights prepacked), run alone on
+random inputs, medians of the same repeats, one after the other. Prints one line per
+task and the largest model / task ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import tvm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zoo import ZOO  # noqa: E402
+
+from autotune.compile import extract_tasks, prepack_weights, primfuncs, schedule_model  # noqa: E402
+from autotune.model import load_onnx  # noqa: E402
+from autotune.records import load_records  # noqa: E402
+from targets import get_device  # noqa: E402
+
+
+def time_function(func: tvm.tirx.PrimFunc, device, inputs: list[np.ndarray] | None = None) -> float:
+    """Median seconds of one PrimFunc, alone, on random inputs (or `inputs`, then a zero output)."""
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=device.tvm_target)
+    rng = np.random.default_rng(0)
+    shapes = [([int(d) for d in p.shape], str(p.dtype)) for p in func.params]
+    arrays = list(inputs) if inputs is not None else [rng.uniform(-1, 1, s).astype(t) for s, t in shapes[:-1]]
+    arrays += [np.zeros(s, t) for s, t in shapes[len(arrays):]]
+    timer = lib.mod.time_evaluator("main", tvm.cpu(), number=5, repeat=7, min_repeat_ms=20)
+    return timer(*[tvm.runtime.tensor(a) for a in arrays]).median
+
+
+def compare(name: str, model, device, records: list) -> list[tuple[str, float, float]]:
+    """(task, standalone seconds, model function seconds) for every task of the model."""
+    module = load_onnx(model)
+    tasks = extract_tasks(module, device)
+    scheduled, _ = schedule_model(module, device, records, tasks=tasks)
+    functions = primfuncs(prepack_weights(scheduled))
+    rows = []
+    for model_task in tasks:
+        task = model_task.task
+        best = task.best(records)
+        config = best[0] if best else task.default_config
+        standalone = time_function(task.template.schedule(task.workload, config, device), device,
+                                   task.template.make_inputs(task.workload, np.random.default_rng(0)))
+        function = model_task.functions[0]
+        compiled = functions.get(f"{function}_prepacked") or functions[function]
+        rows.append((str(task.workload), standalone, time_function(compiled, device)))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(ZOO), help="comma-separated: " + ", ".join(ZOO))
+    parser.add_argument("--small", action="store_true", help="the small versions")
+    parser.add_argument("--logs", help="folder of tuning logs named <model>.jsonl (the configs to compare)")
+    parser.add_argument("--device", default="host")
+    args = parser.parse_args()
+    device = get_device(args.device)
+    os.environ.setdefault("TVM_NUM_THREADS", str(device.num_threads))
+    worst = (0.0, "")
+    for name in args.only.split(","):
+        if name not in ZOO:
+            parser.error(f"unknown model {name!r}; known: {', '.join(ZOO)}")
+        log = os.path.join(args.logs, f"{name}.jsonl") if args.logs else None
+        records = load_records(log) if log and os.path.exists(log) else []
+        full, small = ZOO[name]
+        for task, standalone, in_model in compare(name, small() if args.small else full(), device, records):
+            ratio = in_model / standalone
+            worst = max(worst, (ratio, f"{name} {task}"))
+            print(f"{name:18s} {task:70s} task {standalone * 1e3:8.3f} ms  model {in_model * 1e3:8.3f} ms  {ratio:5.2f}x",
+                  flush=True)
+    print(f"largest model / task ratio: {worst[0]:.2f}x ({worst[1]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
