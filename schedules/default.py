@@ -339,6 +339,8 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
         return None
     if vector is not None:
         _vectorize_reduction(sch, block, loops[n_spatial - 1], reduction, vector)
+    elif reduction:
+        _vectorize_across_lanes(sch, block, lanes)
     elif not reduction and outer < n_spatial:  # reduction over a 1x1 window: only the init is left
         _vectorize_innermost(sch, block, lanes)
     return task
@@ -360,6 +362,34 @@ def _vectorize_reduction(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV, red
         sch.vectorize(sch.get_loops(init)[-1])
     except RuntimeError:
         pass  # loops moved but not vectorized: still a correct reduction
+
+
+def _vectorize_across_lanes(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None:
+    """A reduction along the rows' contiguous axis (softmax, layer norm) as vector partial sums.
+
+    The innermost reduction loop is split into (rows of) vectors; `rfactor` gives each
+    lane its own partial result, accumulated with vector loads along the row, and the
+    lanes are combined once at the end. Left serial (a chain of dependent scalar adds,
+    latency-bound) when the loop does not split into whole vectors or an access is not
+    contiguous or broadcast along it.
+    """
+    try:
+        loops = sch.get_loops(block)
+        inner = loops[-1]
+        extent = _const(sch.get(inner).extent)
+        width = next((w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and extent and extent % w == 0 and extent > w), 0)
+        if not width or _guarded_load(sch, block, inner):
+            return
+        _, *reads = _strides(sch, block, loops, width)
+        if not all(r[-1] in (0, 1) for r in reads) or not any(r[-1] == 1 for r in reads):
+            return
+        outer, lane = sch.split(inner, [None, width])
+        partial = sch.rfactor(lane, factor_axis=len(sch.get(block).writes[0].source.shape))  # lanes innermost
+        sch.vectorize(sch.get_loops(partial)[-1])
+        init = sch.decompose_reduction(partial, sch.get_loops(partial)[-2])
+        sch.vectorize(sch.get_loops(init)[-1])
+    except Exception:  # noqa: BLE001 - TVM refused a step: the reduction stays a correct serial loop
+        return
 
 
 def _vectorize_innermost(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None:

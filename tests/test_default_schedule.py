@@ -169,6 +169,9 @@ CASES = {
                  lambda x: x.mean((2, 3), keepdims=True)),
     "layer_norm_33": (lambda x, g, b: relax.op.nn.layer_norm(x, g, b, [-1]),
                       [((5, 33), "float32"), ((33,), "float32"), ((33,), "float32")], _layer_norm),
+    "layer_norm_192": (lambda x, g, b: relax.op.nn.layer_norm(x, g, b, [-1]),
+                       [((197, 192), "float32"), ((192,), "float32"), ((192,), "float32")], _layer_norm),
+    "softmax_rows_64": (lambda x: relax.op.nn.softmax(x), [((3, 7, 64), "float32")], _softmax),
     "broadcast_add_tail": (lambda x, y: relax.op.add(x, y), [((37, 1001), "float32"), ((1001,), "float32")],
                            lambda x, y: x + y),
     "elementwise_large": (lambda x, y: relax.op.multiply(relax.op.add(x, y), y),
@@ -227,6 +230,13 @@ def test_blocked_pooling_is_vectorized_along_the_channel_block(device):
     _, scheduled = schedule_module(relax_op(CASES["max_pool_nchw16c"][0], *CASES["max_pool_nchw16c"][1]), device)
     (func,) = scheduled.values()
     assert vector_extents(func).count(16) >= 3, func  # the pad, the pool's init and its update
+
+
+def test_reductions_along_rows_sum_in_vector_lanes(device):
+    """Layer norm over 192 contiguous channels: each sum accumulates 16 lanes at a time (rfactor), not one scalar chain."""
+    _, scheduled = schedule_module(relax_op(CASES["layer_norm_192"][0], *CASES["layer_norm_192"][1]), device)
+    (func,) = scheduled.values()
+    assert vector_extents(func).count(16) >= 5, func  # mean and variance: init and update each, and the output
 
 
 def test_full_reduction_to_a_scalar_gets_no_default_schedule(device):
