@@ -378,6 +378,8 @@ def _vectorize_across_lanes(sch: s_tir.Schedule, block: SBlockRV, lanes: int) ->
         inner = loops[-1]
         extent = _const(sch.get(inner).extent)
         width = next((w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and extent and extent % w == 0 and extent > w), 0)
+        if not width and extent and extent > 4 * lanes >= 16:  # a last, partial vector (softmax over 197 tokens)
+            width = lanes
         if not width or _guarded_load(sch, block, inner):
             return
         _, *reads = _strides(sch, block, loops, width)

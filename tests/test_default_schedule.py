@@ -171,6 +171,7 @@ CASES = {
                       [((5, 33), "float32"), ((33,), "float32"), ((33,), "float32")], _layer_norm),
     "layer_norm_192": (lambda x, g, b: relax.op.nn.layer_norm(x, g, b, [-1]),
                        [((197, 192), "float32"), ((192,), "float32"), ((192,), "float32")], _layer_norm),
+    "softmax_197_tokens": (lambda x: relax.op.nn.softmax(x), [((1, 3, 197, 197), "float32")], _softmax),
     "softmax_rows_64": (lambda x: relax.op.nn.softmax(x), [((3, 7, 64), "float32")], _softmax),
     "broadcast_add_tail": (lambda x, y: relax.op.add(x, y), [((37, 1001), "float32"), ((1001,), "float32")],
                            lambda x, y: x + y),
