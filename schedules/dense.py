@@ -98,7 +98,8 @@ class MatmulCPU(Template):
         """An 8 x 2-vector register tile in 16-row, 2-panel cache tiles, shrunk for small shapes."""
         lanes = device.vector_lanes(wl["dtype"])
         mr = min(8, _pow2_floor(wl["M"]))
-        im = min(16, max(1, _pow2_floor(wl["M"] // mr)))
+        # the tallest cache tile (16 register tiles) whose padding wastes little of M (197 rows: 208, not 256)
+        im = next(im for im in (16, 8, 4, 2, 1) if im == 1 or -(-wl["M"] // (im * mr)) * im * mr <= 1.07 * wl["M"])
         nr = 2 * lanes if wl["N"] >= 2 * lanes else lanes
         jn = 2 if wl["N"] >= 2 * nr else 1
         ku = min(4, _pow2_floor(wl["K"]))
