@@ -32,13 +32,15 @@ def conv_chain(channels: int, groups: int | None = None, dilation: int = 1, kern
 
 
 CASES = {
-    "depthwise_72": (conv_chain(72), "depthwise on 72 channels"),
-    "depthwise_88": (conv_chain(88), "depthwise on 88 channels"),
+    "depthwise_72": (conv_chain(72), None),
+    "depthwise_88": (conv_chain(88), None),
     "depthwise_96": (conv_chain(96), None),
-    **{f"groups_of_{size}": (conv_chain(128, groups=128 // size), "grouped") for size in (4, 8, 16, 32, 64)},
-    "dilated_2": (conv_chain(64, groups=1, dilation=2), "dilated"),
-    "dilated_4": (conv_chain(64, groups=1, dilation=4), "dilated"),
-    "depthwise_dilated_2": (conv_chain(64, dilation=2), "dilated"),
+    **{f"groups_of_{size}": (conv_chain(128, groups=128 // size), "grouped" if size < 4 else None)
+       for size in (2, 4, 8, 16, 32, 64)},
+    "dilated_2": (conv_chain(64, groups=1, dilation=2), None),
+    "dilated_4": (conv_chain(64, groups=1, dilation=4), None),
+    "depthwise_dilated_2": (conv_chain(64, dilation=2), None),
+    "depthwise_dilated_4_72": (conv_chain(72, dilation=4, size=17), None),
     "kernel_1x3": (conv_chain(64, groups=1, kernel=(1, 3)), "pads differ"),
     "kernel_3x1": (conv_chain(64, groups=1, kernel=(3, 1)), "pads differ"),
     "squeeze_excite_480_20": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=20), "20 channels"),
@@ -61,7 +63,8 @@ def test_every_conv_kind_compiles_and_matches_onnxruntime(name, host):
     assert not coverage.failed and not coverage.unscheduled
     vm = relax.VirtualMachine(compile_model(scheduled, host), tvm.cpu())
     out = vm["main"](tvm.runtime.tensor(feeds["input"])).numpy()
-    assert np.abs(out - expected).max() <= 1e-4 * np.abs(expected).max()
+    error = np.abs(out - expected).max()
+    assert error <= 1e-4 * np.abs(expected).max() and error <= 1e-3, error  # the acceptance bound of real models
 
 
 def after_blocked_conv(tail, out_shape) -> onnx.ModelProto:

@@ -31,9 +31,10 @@ def small_case(name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray], np.nd
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
-    """Within 1e-4 of the output's scale: a deep net's small outputs carry its big ones' rounding."""
+    """Within 1e-4 of the output's largest magnitude and 1e-3 absolute (a deep net's small outputs carry its big ones' rounding)."""
     assert actual.shape == expected.shape
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()) + 1e-5)
+    error = float(np.abs(actual.astype(np.float64) - expected).max())
+    assert error <= 1e-4 * float(np.abs(expected).max()) + 1e-6 and error <= 1e-3, error
 
 
 def run_compiled(model: onnx.ModelProto, feeds: dict[str, np.ndarray], device) -> tuple[np.ndarray, Coverage]:
