@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from tvm import relax
 
 from schedules.conv2d import channel_block
+from schedules.group_conv2d import group_layout
 
 #: Module attribute listing the convs the lowering left in the plain layout, with why.
 PLAIN_LAYOUT_ATTR = "autotune.plain_layout"
@@ -22,11 +23,14 @@ class LayoutPlan:
     """ConvertLayout's `layout_cb`: records the convs it blocks, and those it keeps plain with why.
 
     `kept_plain` maps conv descriptions to a reason to keep them plain whatever a template
-    could do; `allowed`, when given, lists the only convs that may be blocked.
+    could do; `allowed`, when given, lists the only convs that may be blocked; `node_names`
+    names the ONNX nodes of each description, for the report.
     """
 
-    def __init__(self, kept_plain: Mapping[str, str] | None = None, allowed: Sequence[str] | None = None):
+    def __init__(self, kept_plain: Mapping[str, str] | None = None, allowed: Sequence[str] | None = None,
+                 node_names: Mapping[str, str] | None = None):
         self.kept_plain = dict(kept_plain or {})
+        self.node_names = dict(node_names or {})  # description -> the ONNX nodes it describes
         self.allowed = None if allowed is None else set(allowed)
         self.blocked: list[str] = []  # descriptions, in graph order, each once
         self.plain: dict[str, None] = {}  # "Conv ...: reason", in graph order, each once
@@ -41,7 +45,8 @@ class LayoutPlan:
         if reason is None and self.allowed is not None and description not in self.allowed:
             reason = "not blocked in this attempt"
         if reason is not None:
-            self.plain[f"{description}: {reason}"] = None
+            named = f" (ONNX {self.node_names[description]})" if description in self.node_names else ""
+            self.plain[f"{description}{named}: {reason}"] = None
             return {name: ["NCHW", "OIHW"]}
         if description not in self.blocked:
             self.blocked.append(description)
@@ -54,6 +59,8 @@ def blocked_layouts(call: relax.Call) -> list[str]:
     if call.attrs.groups == 1:
         cb, kb = channel_block(channels), channel_block(out_channels)
         return [f"NCHW{cb}c", f"OIHW{cb}i{kb}o", f"NCHW{kb}c"]
+    if call.attrs.groups != channels or channels != out_channels:  # grouped: the legalization lays out its kernel
+        return [f"NCHW{channel_block(channels)}c", "OIHW", f"NCHW{channel_block(out_channels)}c"]
     cb = channel_block(channels)
     return [f"NCHW{cb}c", f"OIHW{cb}o"]  # depthwise
 
@@ -63,9 +70,15 @@ def describe_conv2d(call: relax.Call) -> str:
     attrs = call.attrs
     _, channels, h, w = _shape(call.args[0])  # as imported: NCHW, OIHW
     out_channels, _, r, s = _shape(call.args[1])
-    text = f"Conv {channels}->{out_channels} {r}x{s} at {h}x{w}"
-    extras = {"groups": int(attrs.groups), "strides": _ints(attrs.strides), "dilations": _ints(attrs.dilation),
-              "pads": _ints(attrs.padding)}
+    return conv_description(channels, out_channels, (r, s), (h, w), int(attrs.groups), _ints(attrs.strides),
+                            _ints(attrs.dilation), _ints(attrs.padding))
+
+
+def conv_description(channels: int, out_channels: int, kernel: Sequence[int], size: Sequence[int], groups: int,
+                     strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int]) -> str:
+    """"Conv 72->72 3x3 at 14x14 groups=72 pads=[1, 1, 1, 1]": one text for the Relax call and the ONNX node."""
+    text = f"Conv {channels}->{out_channels} {kernel[0]}x{kernel[1]} at {size[0]}x{size[1]}"
+    extras = {"groups": groups, "strides": list(strides), "dilations": list(dilations), "pads": list(pads)}
     return text + "".join(f" {k}={v}" for k, v in extras.items() if v not in (1, [1, 1], [0, 0, 0, 0]))
 
 
@@ -83,20 +96,32 @@ def plain_layout_reason(call: relax.Call) -> str | None:
         return _conv2d_reason(call, channels, out_channels)
     if attrs.groups == channels == out_channels:
         return _depthwise_reason(call, channels)
-    return "grouped (not depthwise)"
+    return _group_conv2d_reason(call, channels, out_channels)
 
 
 def _conv2d_reason(call: relax.Call, channels: int, out_channels: int) -> str | None:
-    if any(int(d) != 1 for d in call.attrs.dilation):
-        return "dilated"
+    if len(set(_ints(call.attrs.dilation))) != 1:
+        return "dilations differ between sides"
     unblockable = [c for c in (channels, out_channels) if channel_block(c) is None]
     return f"{unblockable[0]} channels fit no channel block" if unblockable else None
 
 
+def _group_conv2d_reason(call: relax.Call, channels: int, out_channels: int) -> str | None:
+    """None when `schedules.group_conv2d` computes this grouped (not depthwise) conv."""
+    if len(set(_ints(call.attrs.dilation))) != 1:
+        return "grouped, dilations differ between sides"
+    try:
+        group_layout(channels, out_channels, int(call.attrs.groups))
+    except ValueError as error:
+        return f"grouped (not depthwise): {error}"
+    return None
+
+
 def _depthwise_reason(call: relax.Call, channels: int) -> str | None:
-    if any(int(d) != 1 for d in call.attrs.dilation):
-        return "dilated"
-    return None if channels % 16 == 0 else f"depthwise on {channels} channels (not a multiple of 16)"
+    """`schedules.depthwise` takes any channel block (16, 8, or all of few channels) and equal dilations."""
+    if len(set(_ints(call.attrs.dilation))) != 1:
+        return "dilations differ between sides"
+    return None if channel_block(channels) is not None else f"depthwise on {channels} channels (fit no channel block)"
 
 
 def _shape(expr: relax.Expr) -> list[int]:

@@ -20,7 +20,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx import from_onnx
 
 from autotune import graph_rewrites
-from autotune.layout_plan import PLAIN_LAYOUT_ATTR, LayoutPlan
+from autotune.layout_plan import PLAIN_LAYOUT_ATTR, LayoutPlan, conv_description
 from autotune.onnx_fold import fold_constants
 from schedules import Workload
 from schedules.conv2d import channel_block, conv2d_nchwc, dilation_arg
@@ -83,7 +83,35 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str
     shapes = resolve_shapes(model, shapes)
     # Shapes that exporters compute in the graph (Shape -> Gather -> Concat -> Reshape),
     # folded for these input shapes: TVM's importer rejects many of them.
-    return from_onnx(fold_constants(model, shapes), shape_dict=shapes)
+    model = fold_constants(model, shapes)
+    module = from_onnx(model, shape_dict=shapes)
+    return module.with_attr(ONNX_NAMES_ATTR, onnx_conv_names(model))
+
+
+#: Module attribute of an imported model: conv description -> the ONNX nodes it describes.
+ONNX_NAMES_ATTR = "autotune.onnx_conv_names"
+
+
+def onnx_conv_names(model: onnx.ModelProto) -> dict[str, str]:
+    """Each 2-d Conv node's name (or output, for unnamed nodes) by `layout_plan.conv_description`,
+    so reports can name the node behind a Relax call (TVM's importer keeps no names)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*inferred.graph.input, *inferred.graph.value_info)}
+    shapes.update({init.name: list(init.dims) for init in model.graph.initializer})
+    names: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        data, weight = (shapes.get(name) for name in node.input[:2]) if node.op_type == "Conv" else (None, None)
+        if not data or not weight or len(weight) != 4 or 0 in data:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue  # its pads are the importer's to compute
+        description = conv_description(data[1], weight[0], weight[2:], data[2:], attrs.get("group", 1),
+                                       attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1]),
+                                       attrs.get("pads", [0, 0, 0, 0]))
+        names.setdefault(description, []).append(f"Conv {node.name or node.output[0]!r}")
+    return {description: ", ".join(nodes) for description, nodes in names.items()}
 
 
 def input_dtypes(model: onnx.ModelProto) -> dict[str, str]:
@@ -117,8 +145,9 @@ def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tv
     legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd_convs))
     module = graph_rewrites.before_lowering(module)
     kept_plain: dict[str, str] = {}
+    node_names = {str(k): str(v) for k, v in (module.attrs or {}).get(ONNX_NAMES_ATTR, {}).items()}
     while True:  # each round keeps one more conv plain, until TVM's passes accept the plan
-        plan = LayoutPlan(kept_plain)
+        plan = LayoutPlan(kept_plain, node_names=node_names)
         try:
             lowered = _lower_with(module, plan, legalize_conv2d)
             return lowered.with_attr(PLAIN_LAYOUT_ATTR, list(plan.plain))
@@ -187,7 +216,7 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call, winograd: frozens
         kernel = bb.emit_te(group_kernel, call.args[1], groups, cb, kb, primfunc_name_hint="group_kernel")
         return bb.call_te(group_conv2d_nchwc, call.args[0], kernel, stride, pad, groups, dilation,
                           primfunc_name_hint="group_conv2d")
-    return bb.call_te(depthwise_nchwc, call.args[0], call.args[1], stride, pad, primfunc_name_hint="conv2d")
+    return bb.call_te(depthwise_nchwc, call.args[0], call.args[1], stride, pad, dilation, primfunc_name_hint="conv2d")
 
 
 def _conv2d_workload(call: relax.Call) -> Workload:
