@@ -1,9 +1,10 @@
 """conv2d on CPU in a blocked channel layout (NCHW[x]c), as ONNX Runtime's MLAS does.
 
 Data is [N, C/cb, H, W, cb], the kernel [K/kb, C/cb, R, S, cb, kb] and the output
-[N, K/kb, OH, OW, kb], with blocks of 16 channels where they divide (`channel_block`): the
-innermost axis of every access is a contiguous channel block, so the inner kernel is a
-vector FMA per (output pixel, input channel). The schedule keeps an (ohr x owr x kor)
+[N, K/kb, OH, OW, kb] (dilated kernels too: DeepLab's backbone and ASPP), with blocks of
+16 channels where they divide (`channel_block`): the innermost axis of every access is a
+contiguous channel block, so the inner kernel is a vector FMA per (output pixel, input
+channel). The schedule keeps an (ohr x owr x kor)
 tile of output vectors in a local accumulator, reduces over (input block, r, s, unrolled
 channels), pads in a stage of its own, runs (n, oh, ko) in parallel and applies a
 model's epilogue (bias, ReLU, residual add) in the accumulator's write-back.
@@ -52,17 +53,21 @@ class Conv2dCPU(Template):
     version = 1
 
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
-        if len(shape) != 9 or any(int(d) < 0 for d in shape) or any(int(d) < 1 for d in shape[:8]):
-            raise ValueError("conv2d needs a shape N,C,H,W,K,R,S,stride,pad of non-negative integers "
+        """From N,C,H,W,K,R,S,stride,pad[,dilation]; `dilation` is a workload argument only when not 1,
+        so the keys of undilated convs (logs, packs) stay what they were."""
+        if len(shape) not in (9, 10) or any(int(d) < 0 for d in shape) or any(int(d) < 1 for d in shape[:8] + shape[9:]):
+            raise ValueError("conv2d needs a shape N,C,H,W,K,R,S,stride,pad[,dilation] of non-negative integers "
                              f"(positive but for pad), got {','.join(map(str, shape))}")
         if dtype != "float32":
             raise ValueError(f"conv2d: dtype {dtype!r} is not supported yet (float32 only)")
-        n, c, h, w, k, r, s, stride, pad = (int(d) for d in shape)
-        if h + 2 * pad < r or w + 2 * pad < s:
+        n, c, h, w, k, r, s, stride, pad = (int(d) for d in shape[:9])
+        dilation = int(shape[9]) if len(shape) == 10 else 1
+        if h + 2 * pad < (r - 1) * dilation + 1 or w + 2 * pad < (s - 1) * dilation + 1:
             raise ValueError("conv2d: the kernel is larger than the padded input")
         if channel_block(c) is None or channel_block(k) is None:
             raise ValueError("conv2d: channel counts must be multiples of 8, or below 16")
-        return Workload.make(self.op, N=n, C=c, H=h, W=w, K=k, R=r, S=s, stride=stride, pad=pad, dtype=dtype)
+        return Workload.make(self.op, N=n, C=c, H=h, W=w, K=k, R=r, S=s, stride=stride, pad=pad, dtype=dtype,
+                             **dilation_arg(dilation))
 
     def match(self, sch: s_tir.Schedule) -> Workload | None:
         """A 5-D data read times a 6-D kernel read, reduced over (input block, r, s, channel)."""
@@ -84,17 +89,22 @@ class Conv2dCPU(Template):
         if producer is not None:  # the padding stage: the function's input is its read
             n, _, h, w, _ = (int(d) for d in sch.get(producer).reads[0].source.shape)
             pad = (padded_h - h) // 2
-        row = stmt.iter_vars[2].var
-        stride = int(detect_linear_equation(stmt.reads[0].region[2].min, [row])[0])
-        return Workload.make(self.op, N=n, C=cblocks * cb, H=h, W=w, K=kblocks * kb, R=r, S=s,
-                             stride=stride, pad=pad, dtype=str(stmt.writes[0].source.dtype))
+        index = [region.min for region in stmt.reads[0].region]
+        if not (isinstance(index[1], tirx.Var) and index[1].same_as(stmt.iter_vars[5].var)):
+            return None  # a grouped conv: each output block reads its own input blocks
+        window = window_coefficients(index[2:4], [iv.var for iv in stmt.iter_vars[2:4]],
+                                     [iv.var for iv in stmt.iter_vars[6:8]])
+        if window is None:
+            return None
+        return Workload.make(self.op, N=n, C=cblocks * cb, H=h, W=w, K=kblocks * kb, R=r, S=s, stride=window[0],
+                             pad=pad, dtype=str(stmt.writes[0].source.dtype), **dilation_arg(window[1]))
 
     def compute(self, wl: Workload) -> tirx.PrimFunc:
         cb, kb = _blocks(wl)
         n, c, h, w, k, r, s = (wl[x] for x in ("N", "C", "H", "W", "K", "R", "S"))
         data = te.placeholder((n, c // cb, h, w, cb), wl["dtype"], name="data")
         kernel = te.placeholder((k // kb, c // cb, r, s, cb, kb), wl["dtype"], name="kernel")
-        return te.create_prim_func([data, kernel, conv2d_nchwc(data, kernel, wl["stride"], wl["pad"])])
+        return te.create_prim_func([data, kernel, conv2d_nchwc(data, kernel, wl["stride"], wl["pad"], dilation_of(wl))])
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
         cb, kb = _blocks(wl)
@@ -169,29 +179,29 @@ class Conv2dCPU(Template):
         kblocks, _, r, s, _, kb = kernel.shape
         nchw = data.transpose(0, 1, 4, 2, 3).reshape(n, cblocks * cb, h, w)
         oihw = kernel.transpose(0, 5, 1, 4, 2, 3).reshape(kblocks * kb, cblocks * cb, r, s)
-        pad, stride = wl["pad"], wl["stride"]
-        padded = np.pad(nchw, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-        windows = sliding_window_view(padded, (r, s), axis=(2, 3))[:, :, ::stride, ::stride]
+        padded = np.pad(nchw, ((0, 0), (0, 0), (wl["pad"], wl["pad"]), (wl["pad"], wl["pad"])))
+        windows = conv_windows(padded, r, s, wl["stride"], dilation_of(wl))
         out = np.einsum("nchwrs,kcrs->nkhw", windows, oihw, optimize=True)
         oh, ow = out.shape[2:]
         return out.reshape(n, kblocks, kb, oh, ow).transpose(0, 1, 3, 4, 2).astype(data.dtype)
 
 
-def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -> te.Tensor:
-    """The blocked conv2d (symmetric stride and padding), with a padding stage when pad > 0.
+def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int, dilation: int = 1) -> te.Tensor:
+    """The blocked conv2d (symmetric stride, padding and dilation), with a padding stage when pad > 0.
 
     Both the template's PrimFunc and a model's lowering (`autotune.model`) compute conv2d
     with this, so every conv2d in a model is a block this template has been tuned on.
     """
     n, cblocks, h, w, cb = (int(d) for d in data.shape)
     kblocks, _, r, s, _, kb = (int(d) for d in kernel.shape)
-    oh, ow = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
+    oh, ow = (h + 2 * pad - (r - 1) * dilation - 1) // stride + 1, (w + 2 * pad - (s - 1) * dilation - 1) // stride + 1
     padded = pad_nchwc(data, pad)
     co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((cblocks, "co"), (r, "r"), (s, "s"), (cb, "ci")))
     return te.compute(
         (n, kblocks, oh, ow, kb),
         lambda b, ko, y, x, ki: te.sum(
-            padded[b, co, y * stride + rr, x * stride + ss, ci] * kernel[ko, co, rr, ss, ci, ki], axis=[co, rr, ss, ci]),
+            padded[b, co, y * stride + rr * dilation, x * stride + ss * dilation, ci] * kernel[ko, co, rr, ss, ci, ki],
+            axis=[co, rr, ss, ci]),
         name="conv2d",
     )
 
@@ -211,6 +221,38 @@ def pad_nchwc(data: te.Tensor, pad: int) -> te.Tensor:
 
 
 def out_size(wl: Workload) -> tuple[int, int]:
-    """(OH, OW) of a convolution workload (keys H, W, R, S, stride, pad)."""
-    return ((wl["H"] + 2 * wl["pad"] - wl["R"]) // wl["stride"] + 1,
-            (wl["W"] + 2 * wl["pad"] - wl["S"]) // wl["stride"] + 1)
+    """(OH, OW) of a convolution workload (keys H, W, R, S, stride, pad, and dilation when not 1)."""
+    dilation = dilation_of(wl)
+    return ((wl["H"] + 2 * wl["pad"] - (wl["R"] - 1) * dilation - 1) // wl["stride"] + 1,
+            (wl["W"] + 2 * wl["pad"] - (wl["S"] - 1) * dilation - 1) // wl["stride"] + 1)
+
+
+def dilation_of(wl: Workload) -> int:
+    """The workload's dilation (1 when it has no `dilation` argument)."""
+    return int(dict(wl.args).get("dilation", 1))
+
+
+def dilation_arg(dilation: int) -> dict[str, int]:
+    """The `dilation` workload argument: none for 1, so undilated keys are those of older logs."""
+    return {} if dilation == 1 else {"dilation": dilation}
+
+
+def window_coefficients(index: Sequence[tirx.PrimExpr], rows: Sequence[tirx.Var],
+                        taps: Sequence[tirx.Var]) -> tuple[int, int] | None:
+    """(stride, dilation) of a window read `row * stride + tap * dilation` on both spatial axes, or None."""
+    found = set()
+    for expr, row, tap in zip(index, rows, taps):
+        coeffs = detect_linear_equation(expr, [row, tap])
+        if len(coeffs) != 3 or not all(isinstance(c, tirx.IntImm) for c in coeffs):
+            return None
+        found.add((int(coeffs[0]), int(coeffs[1])))
+    if len(found) != 1 or min(next(iter(found))) < 1:
+        return None
+    return next(iter(found))
+
+
+def conv_windows(padded: np.ndarray, r: int, s: int, stride: int, dilation: int) -> np.ndarray:
+    """The (r, s) windows of padded NCHW or NCHW[x]c data (axes n, c, y, x(, ci), r, s), strided and dilated."""
+    span_r, span_s = (r - 1) * dilation + 1, (s - 1) * dilation + 1
+    windows = sliding_window_view(padded, (span_r, span_s), axis=(2, 3))
+    return windows[:, :, ::stride, ::stride, ..., ::dilation, ::dilation]

@@ -45,6 +45,8 @@ def default_registry() -> TemplateRegistry:
     from schedules.conv2d import Conv2dCPU
     from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
     from schedules.depthwise import DepthwiseConv2dCPU
+    from schedules.group_conv2d import GroupConv2dCPU
     from schedules.winograd import Conv2dWinogradCPU
 
-    return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU()])
+    return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU(),
+                             GroupConv2dCPU()])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from schedules.conv2d import MAX_ACCUMULATORS, Conv2dCPU, channel_block, out_size, pad_nchwc
+from schedules.conv2d import MAX_ACCUMULATORS, Conv2dCPU, channel_block, dilation_of, out_size, pad_nchwc
 from schedules.default import schedule_leftover_blocks
 from schedules.matching import anchor_block, fuse_epilogue, producer_of
 from schedules.space import Config, ConfigSpace
@@ -121,7 +121,7 @@ def conv2d_winograd_nchwc(data: te.Tensor, kernel: te.Tensor, pad: int) -> te.Te
 def winograd_applies(wl: Workload) -> bool:
     """Whether a conv2d workload can be computed by this template: 3x3, stride 1, even output."""
     oh, ow = out_size(wl)
-    return (wl["R"], wl["S"], wl["stride"]) == (3, 3, 1) and oh % 2 == 0 and ow % 2 == 0
+    return (wl["R"], wl["S"], wl["stride"], dilation_of(wl)) == (3, 3, 1, 1) and oh % 2 == 0 and ow % 2 == 0
 
 
 class Conv2dWinogradCPU(Conv2dCPU):

@@ -35,7 +35,7 @@ def test_malformed_shapes_are_rejected(shape):
 
 
 def test_unknown_operator_lists_known_ones():
-    with pytest.raises(ValueError, match="batch_matmul, conv2d, conv2d_winograd, dense, depthwise_conv2d, matmul"):
+    with pytest.raises(ValueError, match="batch_matmul, conv2d, conv2d_winograd, dense, depthwise_conv2d, group_conv2d, matmul"):
         default_registry().get("conv7d")
 
 
