@@ -13,6 +13,7 @@ one process. Ends with a Markdown table (the README's).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -123,6 +124,12 @@ def main() -> int:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row.cells()) + " |")
+    for build in ("untuned", "tuned"):
+        ratios = [row.latency_ms[build] / row.latency_ms["onnxruntime"] for row in rows
+                  if build in row.latency_ms and "onnxruntime" in row.latency_ms]
+        if ratios:
+            print(f"\n{build} vs ONNX Runtime: geometric mean {math.prod(ratios) ** (1 / len(ratios)):.2f}x, "
+                  f"largest {max(ratios):.2f}x ({len(ratios)} models)")
     return 0 if all(not row.error and row.correct for row in rows) else 1
 
 
