@@ -1,19 +1,28 @@
-"""Depthwise conv2d on CPU in the blocked channel layout NCHW16c (MobileNet's 3x3 convs).
+"""Depthwise conv2d on CPU in the blocked channel layout NCHW[x]c (MobileNet's 3x3 and 5x5 convs).
 
-Data is [N, C/16, H, W, 16], the kernel [C/16, 1, R, S, 16] (OIHW16o of a depthwise
-OIHW kernel) and the output [N, C/16, OH, OW, 16]:
+The block x is `schedules.conv2d.channel_block(C)` (16, or 8 where 16 does not divide, as
+the neighbouring convs have it). Data is [N, C/x, H, W, x], the kernel [C/x, 1, R, S, x]
+(OIHW[x]o of a depthwise OIHW kernel) and the output [N, C/x, OH, OW, x]:
 
-    out[n, c, y, x, ci] = sum_{r,s} padded[n, c, y*stride + r, x*stride + s, ci] * kernel[c, 0, r, s, ci]
+    out[n, c, y, x, ci] = sum_{r,s} padded[n, c, y*stride + r*dil, x*stride + s*dil, ci] * kernel[c, 0, r, s, ci]
 
 Every channel is its own convolution, so the kernel is memory-bound (2 * R * S flops per
 output value): the schedule streams the data once. It keeps a (cor x ohr x owr) tile of
-16-wide output vectors in a local accumulator, adds the R x S taps into it unrolled
+block-wide output vectors in a local accumulator, adds the R x S taps into it unrolled
 (tap by tap over the tile, or pixel by pixel over the taps), runs (n, c-block,
 oh-outer) in parallel in either order of the last two, and inlines the padding into the
 convolution (measured faster here than a padded copy, in a stage of its own or per row
 band, on every MobileNetV2 shape). In a model the same anchor comes with its bias and
 ReLU6 (add, then maximum/minimum or clip), which are folded into the accumulator's
-write-back.
+write-back. Dilation (DeepLab) only spreads the taps; the workload has a `dilation`
+argument only when it is not 1, so the keys of undilated workloads never changed.
+
+An 8-channel block fills half an AVX-512 register. Packing 2 pixels x 8 channels into one
+16-lane vector measured about 3x slower on MobileNetV3's 88-channel conv (the inlined
+padding's bounds then differ between lanes, and the kernel index is lane % 8), so 8-wide
+vectors it is, with the same knobs and default rule: on MobileNetV3 / ShuffleNet shapes no
+other simple rule (2 rows, taps inside, 16 accumulators) was faster beyond the noise of
+this shared machine.
 """
 from __future__ import annotations
 
@@ -21,40 +30,39 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from tvm import s_tir, te, tirx
 from tvm.sym import Analyzer, detect_linear_equation
 
 from schedules.default import schedule_leftover_blocks
-from schedules.conv2d import out_size, pad_nchwc
+from schedules.conv2d import channel_block, conv_windows, dilation_arg, dilation_of, out_size, pad_nchwc
 from schedules.matching import anchor_block, fuse_epilogue, is_multiply_accumulate, producer_of
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
 
-BLOCK = 16
 #: Vector registers the accumulator tile may take (AVX-512 and NEON both have 32).
 MAX_ACCUMULATORS = 16
-#: Workload shape arguments, in the order `--shape` gives them.
+#: Workload shape arguments, in the order `--shape` gives them (then an optional dilation).
 DIMS = ("N", "C", "H", "W", "R", "S", "stride", "pad")
 
 
-def depthwise_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int) -> te.Tensor:
-    """Depthwise conv2d of NCHW[x]c data with a [C/x, 1, R, S, x] kernel, symmetric stride and padding.
+def depthwise_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int, dilation: int = 1) -> te.Tensor:
+    """Depthwise conv2d of NCHW[x]c data with a [C/x, 1, R, S, x] kernel, symmetric stride, padding, dilation.
 
     The padding is a stage of its own named "pad" (only when pad > 0), the convolution
     is named "depthwise_conv2d". Shapes may be int32 or int64 (as relax gives them).
     """
     n, cblocks, h, w, cb = data.shape
     _, _, r, s, _ = kernel.shape
-    oh = (h + 2 * pad - r) // stride + 1
-    ow = (w + 2 * pad - s) // stride + 1
+    oh = (h + 2 * pad - dilation * (r - 1) - 1) // stride + 1
+    ow = (w + 2 * pad - dilation * (s - 1) - 1) // stride + 1
     padded = pad_nchwc(data, pad)
     rr, ss = te.reduce_axis((0, r), name="r"), te.reduce_axis((0, s), name="s")
     return te.compute(
         (n, cblocks, oh, ow, cb),
         lambda b, c, y, x, ci: te.sum(
-            padded[b, c, y * stride + rr, x * stride + ss, ci] * kernel[c, 0, rr, ss, ci], axis=[rr, ss]),
+            padded[b, c, y * stride + rr * dilation, x * stride + ss * dilation, ci] * kernel[c, 0, rr, ss, ci],
+            axis=[rr, ss]),
         name="depthwise_conv2d",
     )
 
@@ -66,17 +74,20 @@ class DepthwiseConv2dCPU(Template):
     version = 1
 
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
-        if len(shape) != len(DIMS) or any(int(d) < 0 for d in shape) or any(int(d) < 1 for d in shape[:7]):
-            raise ValueError(f"depthwise_conv2d needs a shape {','.join(DIMS)} of non-negative integers "
+        """N,C,H,W,R,S,stride,pad[,dilation]; a dilation of 1 is left out of the key (older logs match)."""
+        if len(shape) not in (len(DIMS), len(DIMS) + 1) or any(int(d) < 0 for d in shape) \
+                or any(int(d) < 1 for i, d in enumerate(shape) if i != 7):
+            raise ValueError(f"depthwise_conv2d needs a shape {','.join(DIMS)}[,dilation] of non-negative integers "
                              f"(positive but for pad), got {','.join(map(str, shape))}")
         if dtype != "float32":
             raise ValueError(f"depthwise_conv2d: dtype {dtype!r} is not supported yet (float32 only)")
-        n, c, h, w, r, s, stride, pad = (int(d) for d in shape)
-        if c % BLOCK:
-            raise ValueError(f"depthwise_conv2d: channels must be a multiple of {BLOCK} (NCHW{BLOCK}c), got {c}")
-        if h + 2 * pad < r or w + 2 * pad < s:
+        n, c, h, w, r, s, stride, pad, dilation = (*(int(d) for d in shape), 1)[:9]
+        if channel_block(c) is None:
+            raise ValueError(f"depthwise_conv2d: {c} channels fit no channel block (a multiple of 8, or fewer than 16)")
+        if h + 2 * pad < dilation * (r - 1) + 1 or w + 2 * pad < dilation * (s - 1) + 1:
             raise ValueError("depthwise_conv2d: the kernel is larger than the padded input")
-        return Workload.make(self.op, N=n, C=c, H=h, W=w, R=r, S=s, stride=stride, pad=pad, dtype=dtype)
+        return Workload.make(self.op, N=n, C=c, H=h, W=w, R=r, S=s, stride=stride, pad=pad, dtype=dtype,
+                             **dilation_arg(dilation))
 
     def match(self, sch: s_tir.Schedule) -> Workload | None:
         block = anchor_block(sch)
@@ -84,24 +95,27 @@ class DepthwiseConv2dCPU(Template):
         if found is None:
             return None
         try:
-            wl = self.workload([found[d] for d in DIMS], found["dtype"])
+            wl = self.workload([found[d] for d in (*DIMS, "dilation")], found["dtype"])
         except ValueError:
             return None
+        cb = channel_block(wl["C"])
         out_shape = [int(d) for d in sch.get(block).writes[0].source.shape]
-        return wl if out_shape == [wl["N"], wl["C"] // BLOCK, *out_size(wl), BLOCK] else None
+        return wl if found["block"] == cb and out_shape == [wl["N"], wl["C"] // cb, *out_size(wl), cb] else None
 
     def compute(self, wl: Workload) -> tirx.PrimFunc:
         n, c, h, w, r, s = (wl[x] for x in ("N", "C", "H", "W", "R", "S"))
-        data = te.placeholder((n, c // BLOCK, h, w, BLOCK), wl["dtype"], name="data")
-        kernel = te.placeholder((c // BLOCK, 1, r, s, BLOCK), wl["dtype"], name="kernel")
-        return te.create_prim_func([data, kernel, depthwise_nchwc(data, kernel, wl["stride"], wl["pad"])])
+        cb = channel_block(c)
+        data = te.placeholder((n, c // cb, h, w, cb), wl["dtype"], name="data")
+        kernel = te.placeholder((c // cb, 1, r, s, cb), wl["dtype"], name="kernel")
+        out = depthwise_nchwc(data, kernel, wl["stride"], wl["pad"], dilation_of(wl))
+        return te.create_prim_func([data, kernel, out])
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
         oh, ow = out_size(wl)
         space = ConfigSpace()
         space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
         space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
-        space.define_split("tile_c", wl["C"] // BLOCK, 2, policy="factors", max_factor=4)
+        space.define_split("tile_c", wl["C"] // channel_block(wl["C"]), 2, policy="factors", max_factor=4)
         space.define_knob("order", ["ch", "hc"])  # parallel loop: (n, c-block, oh) or (n, oh, c-block)
         space.define_knob("taps", ["outer", "inner"])  # (r, s) around the register tile, or inside it
         budget = _tile_budget(wl, device)
@@ -122,8 +136,9 @@ class DepthwiseConv2dCPU(Template):
         budget = _tile_budget(wl, device)
         target = max(1, budget // 2)
         owr = min((d for d in range(1, min(ow, budget) + 1) if ow % d == 0), key=lambda d: (abs(d - target), d))
-        cor = 2 if oh * ow <= 196 and (wl["C"] // BLOCK) % 2 == 0 and 2 * owr <= budget else 1
-        return {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_c": (wl["C"] // BLOCK // cor, cor),
+        cblocks = wl["C"] // channel_block(wl["C"])
+        cor = 2 if oh * ow <= 196 and cblocks % 2 == 0 and 2 * owr <= budget else 1
+        return {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_c": (cblocks // cor, cor),
                 "order": "ch", "taps": "outer"}
 
     def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
@@ -157,30 +172,30 @@ class DepthwiseConv2dCPU(Template):
 
     def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:
         n, c, h, w, r, s = (wl[x] for x in ("N", "C", "H", "W", "R", "S"))
-        data = rng.uniform(-1, 1, (n, c // BLOCK, h, w, BLOCK)).astype(wl["dtype"])
-        kernel = rng.uniform(-1, 1, (c // BLOCK, 1, r, s, BLOCK)).astype(wl["dtype"])
+        cb = channel_block(c)
+        data = rng.uniform(-1, 1, (n, c // cb, h, w, cb)).astype(wl["dtype"])
+        kernel = rng.uniform(-1, 1, (c // cb, 1, r, s, cb)).astype(wl["dtype"])
         return [data, kernel]
 
     def reference(self, wl: Workload, inputs: Sequence[np.ndarray]) -> np.ndarray:
         data, kernel = inputs
-        pad, stride = wl["pad"], wl["stride"]
-        r, s = kernel.shape[2:4]
+        pad = wl["pad"]
         padded = np.pad(data, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)))
-        windows = sliding_window_view(padded, (r, s), axis=(2, 3))[:, :, ::stride, ::stride]  # n c y x ci r s
+        windows = conv_windows(padded, *kernel.shape[2:4], wl["stride"], dilation_of(wl))  # n c y x ci r s
         out = np.einsum("ncyxirs,crsi->ncyxi", windows, kernel[:, 0], optimize=True)
         return out.astype(data.dtype)
 
 
 def _tile_budget(wl: Workload, device: Device) -> int:
     """Output pixels of one channel block the accumulator tile may hold."""
-    vectors_per_block = max(1, BLOCK // device.vector_lanes(wl["dtype"]))
+    vectors_per_block = max(1, channel_block(wl["C"]) // device.vector_lanes(wl["dtype"]))
     return max(1, MAX_ACCUMULATORS // vectors_per_block)
 
 
 def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
     """The depthwise arguments of `block` read from its TIR, or None when it is not one.
 
-    The block must be `out[n, c, y, x, i] += data[n, c, y*st + r, x*st + s, i] * kernel[c, 0, r, s, i]`
+    The block must be `out[n, c, y, x, i] += data[n, c, y*st + r*d, x*st + s*d, i] * kernel[c, 0, r, s, i]`
     over 5 spatial and 2 reduction axes; the data is the output of a padding block when
     there is one, whose input gives N, C, H, W.
     """
@@ -210,13 +225,14 @@ def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
     index = [r.min for r in data.region]
     if not _same_vars([index[0], index[1], index[4]], [n, c, i]):
         return None
-    strides = []
+    steps = []  # (stride, dilation) of H and W
     for idx, var, tap in ((index[2], y, reduce[0]), (index[3], x, reduce[1])):
-        coeffs = detect_linear_equation(idx, [var])
-        if len(coeffs) != 2 or not isinstance(coeffs[0], tirx.IntImm) or not Analyzer().can_prove_equal(coeffs[1], tap):
+        coeffs = detect_linear_equation(idx, [var, tap])
+        if len(coeffs) != 3 or not all(isinstance(k, tirx.IntImm) for k in coeffs[:2]) \
+                or not Analyzer().can_prove_equal(coeffs[2], 0):
             return None
-        strides.append(int(coeffs[0]))
-    if strides[0] != strides[1] or strides[0] < 1:
+        steps.append((int(coeffs[0]), int(coeffs[1])))
+    if steps[0] != steps[1] or min(steps[0]) < 1:
         return None
     padded_shape = [int(d) for d in data.source.shape]
     source_shape = _pad_input_shape(sch, block, data.source, padded_shape)
@@ -228,11 +244,11 @@ def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:
     if pad_h != pad_w or pad_h % 2 or pad_h < 0:
         return None
     kernel_shape = [int(d) for d in kernel.source.shape]
-    if kernel_shape[1] != 1 or kernel_shape[0] != padded_shape[1] or not kernel_shape[4] == padded_shape[4] == BLOCK:
+    if kernel_shape[1] != 1 or kernel_shape[0] != padded_shape[1] or kernel_shape[4] != padded_shape[4]:
         return None
     bn, cblocks, h, w, cb = source_shape
     return {"N": bn, "C": cblocks * cb, "H": h, "W": w, "R": kernel_shape[2], "S": kernel_shape[3],
-            "stride": strides[0], "pad": pad_h // 2, "dtype": str(out.dtype)}
+            "stride": steps[0][0], "pad": pad_h // 2, "dilation": steps[0][1], "block": cb, "dtype": str(out.dtype)}
 
 
 def _pad_input_shape(sch: s_tir.Schedule, block, buffer: tirx.Buffer, shape: list[int]) -> list[int] | None:

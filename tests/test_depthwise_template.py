@@ -1,4 +1,6 @@
-"""Depthwise conv2d (NCHW16c) template against numpy: default and random configs, model-shaped functions, matching."""
+"""Depthwise conv2d (NCHW[x]c) template against numpy: default and random configs, model-shaped functions, matching."""
+import json
+import os
 import random
 
 import numpy as np
@@ -6,7 +8,9 @@ import pytest
 import tvm
 from tvm import s_tir, te, tirx
 
+from schedules.conv2d import channel_block
 from schedules.depthwise import DepthwiseConv2dCPU, depthwise_nchwc
+from schedules.template import Workload
 
 # N, C, H, W, R, S, stride, pad
 MOBILENET_V2 = {f"mbv2-{c}x{h}-s{stride}": (1, c, h, h, 3, 3, stride, 1) for c, h, stride in [
@@ -18,6 +22,25 @@ ODD = {
     "5x5-pad2": (1, 32, 20, 17, 5, 5, 1, 2),
     "no-pad-s2": (1, 16, 10, 9, 3, 3, 2, 0),
 }
+# Channel counts 16 does not divide: NCHW8c, as the neighbouring convs have them (MobileNetV3, ShuffleNet, MnasNet)
+BLOCK_8 = {
+    "mbv3-72x56-s2": (1, 72, 56, 56, 3, 3, 2, 1),
+    "mbv3-72x28-5x5-s2": (1, 72, 28, 28, 5, 5, 2, 2),
+    "mbv3-88x28": (1, 88, 28, 28, 3, 3, 1, 1),
+    "mbv3-120x14-5x5": (1, 120, 14, 14, 5, 5, 1, 2),
+    "shufflenet-24x28-s2": (1, 24, 28, 28, 3, 3, 2, 1),
+    "40x15-7x7": (1, 40, 15, 15, 7, 7, 1, 3),
+    "8x9-7x7-s2": (2, 8, 9, 11, 7, 7, 2, 3),
+}
+# N, C, H, W, R, S, stride, pad, dilation (DeepLab's atrous depthwise convs)
+DILATED = {
+    "d2-64x14": (1, 64, 14, 14, 3, 3, 1, 2, 2),
+    "d4-32x13": (1, 32, 13, 13, 3, 3, 1, 4, 4),
+    "d2-72x12-s2": (1, 72, 12, 12, 3, 3, 2, 2, 2),
+    "d3-24x11-5x5-no-pad": (1, 24, 11, 11, 5, 5, 1, 0, 2),
+    "d2-16x16-7x7": (1, 16, 16, 16, 7, 7, 1, 6, 2),
+}
+NEW = {**BLOCK_8, **DILATED}
 
 
 def run(func, inputs, out_shape, device):
@@ -28,7 +51,8 @@ def run(func, inputs, out_shape, device):
     return args[-1].numpy()
 
 
-@pytest.mark.parametrize("shape", [*MOBILENET_V2.values(), *ODD.values()], ids=[*MOBILENET_V2, *ODD])
+@pytest.mark.parametrize("shape", [*MOBILENET_V2.values(), *ODD.values(), *NEW.values()],
+                         ids=[*MOBILENET_V2, *ODD, *NEW])
 def test_default_and_random_configs_match_numpy(shape, host):
     template = DepthwiseConv2dCPU()
     wl = template.workload(shape, "float32")
@@ -54,13 +78,28 @@ def test_reference_is_a_real_depthwise_convolution():
         assert out[0, c, y, xo, ci] == pytest.approx(direct, rel=1e-5, abs=1e-5)
 
 
-def fused_depthwise(n, c, h, w, k, stride, pad, clip=True):
+def test_reference_of_a_dilated_8_channel_block():
+    """Dilation 2 on NCHW8c: taps two pixels apart, against a direct loop."""
+    template = DepthwiseConv2dCPU()
+    wl = template.workload((1, 24, 7, 6, 3, 3, 1, 2, 2), "float32")
+    data, kernel = template.make_inputs(wl, np.random.default_rng(0))
+    assert data.shape == (1, 3, 7, 6, 8) and kernel.shape == (3, 1, 3, 3, 8)
+    out = template.reference(wl, [data, kernel])
+    assert out.shape == (1, 3, 7, 6, 8)
+    x = np.pad(data[0], ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for c, y, xo, ci in [(0, 0, 0, 0), (2, 3, 5, 7), (1, 6, 2, 3)]:
+        direct = (x[c, y: y + 5: 2, xo: xo + 5: 2, ci] * kernel[c, 0, :, :, ci]).sum()
+        assert out[0, c, y, xo, ci] == pytest.approx(direct, rel=1e-5, abs=1e-5)
+
+
+def fused_depthwise(n, c, h, w, k, stride, pad, clip=True, dilation=1):
     """A model's fused PrimFunc as the lowering makes it: pad, depthwise, bias add, ReLU6 as max/min (int64 shapes)."""
     i64 = lambda *dims: [tirx.IntImm("int64", d) for d in dims]  # noqa: E731
-    data = te.placeholder(i64(n, c // 16, h, w, 16), "float32", name="x")
-    kernel = te.placeholder(i64(c // 16, 1, k, k, 16), "float32", name="w")
-    bias = te.placeholder(i64(1, c // 16, 1, 1, 16), "float32", name="b")
-    conv = depthwise_nchwc(data, kernel, stride, pad)
+    cb = channel_block(c)
+    data = te.placeholder(i64(n, c // cb, h, w, cb), "float32", name="x")
+    kernel = te.placeholder(i64(c // cb, 1, k, k, cb), "float32", name="w")
+    bias = te.placeholder(i64(1, c // cb, 1, 1, cb), "float32", name="b")
+    conv = depthwise_nchwc(data, kernel, stride, pad, dilation)
     zero = tirx.IntImm("int64", 0)
     out = te.compute(conv.shape, lambda b, co, y, x, ci: conv[b, co, y, x, ci] + bias[zero, co, zero, zero, ci],
                      name="T_add")
@@ -75,19 +114,24 @@ FUSED = {
     "3x3-s2-odd-bias-only": (1, 48, 15, 15, 3, 2, 1, False),
     "5x5-s1-relu6": (1, 16, 9, 11, 5, 1, 2, True),
     "no-pad-relu6": (2, 16, 8, 8, 3, 1, 0, True),
+    "72ch-3x3-s2-relu6": (1, 72, 14, 14, 3, 2, 1, True),
+    "120ch-5x5-bias-only": (1, 120, 7, 7, 5, 1, 2, False),
+    "dilated-2-relu6": (1, 32, 12, 12, 3, 1, 2, True, 2),
+    "dilated-4-88ch": (1, 88, 10, 10, 3, 1, 4, False, 4),
 }
 
 
 @pytest.mark.parametrize("args", FUSED.values(), ids=FUSED.keys())
 def test_match_and_schedule_a_fused_model_function(args, host):
-    n, c, h, w, k, stride, pad, clip = args
+    n, c, h, w, k, stride, pad, clip, *dilation = args
     func = fused_depthwise(*args)
     template = DepthwiseConv2dCPU()
     wl = template.match(s_tir.Schedule(func))
-    assert wl == template.workload((n, c, h, w, k, k, stride, pad), "float32")
+    assert wl == template.workload((n, c, h, w, k, k, stride, pad, *dilation), "float32")
     rng = np.random.default_rng(3)
     data, kernel = template.make_inputs(wl, rng)
-    bias = rng.uniform(-1, 1, (1, c // 16, 1, 1, 16)).astype("float32")
+    cb = channel_block(c)
+    bias = rng.uniform(-1, 1, (1, c // cb, 1, 1, cb)).astype("float32")
     expected = template.reference(wl, [data, kernel]) + bias
     if clip:
         expected = np.clip(expected, 0, 6)
@@ -146,13 +190,16 @@ def test_match_rejects_other_functions(make):
 
 def test_match_reads_its_own_compute():
     template = DepthwiseConv2dCPU()
-    for shape in [(1, 96, 112, 112, 3, 3, 2, 1), (2, 16, 9, 7, 5, 3, 1, 0), *ODD.values()]:
+    for shape in [(1, 96, 112, 112, 3, 3, 2, 1), (2, 16, 9, 7, 5, 3, 1, 0), *ODD.values(), *NEW.values()]:
         wl = template.workload(shape, "float32")
         assert template.match(s_tir.Schedule(template.compute(wl))) == wl
 
 
 @pytest.mark.parametrize("shape, message", [
-    ((1, 24, 8, 8, 3, 3, 1, 1), "multiple of 16"),
+    ((1, 58, 8, 8, 3, 3, 1, 1), "58 channels fit no channel block"),
+    ((1, 32, 8, 8, 3, 3, 1, 1, 0), "positive"),
+    ((1, 32, 8, 8, 3, 3, 1, 1, 2, 1), "N,C,H,W,R,S,stride,pad"),
+    ((1, 32, 4, 4, 3, 3, 1, 1, 3), "larger than the padded input"),
     ((1, 32, 8, 8, 3, 3, 1), "N,C,H,W,R,S,stride,pad"),
     ((1, 32, 8, 8, 3, 3, 0, 1), "positive"),
     ((1, 32, 8, 8, 3, 3, 1, -1), "non-negative"),
@@ -175,3 +222,37 @@ def test_default_config_follows_the_rule(host):
     small = template.workload((1, 960, 7, 7, 3, 3, 1, 1), "float32")
     if lanes == 16:
         assert template.default_config(small, host)["tile_c"] == (30, 2)
+
+
+def test_dilation_is_in_the_key_only_when_not_1():
+    """Undilated keys are those of older logs and packs; a dilated conv is a workload of its own."""
+    template = DepthwiseConv2dCPU()
+    plain = template.workload((1, 32, 8, 8, 3, 3, 1, 1), "float32")
+    assert template.workload((1, 32, 8, 8, 3, 3, 1, 1, 1), "float32") == plain
+    assert plain.key == ('["depthwise_conv2d",{"C":32,"H":8,"N":1,"R":3,"S":3,"W":8,"dtype":"float32",'
+                         '"pad":1,"stride":1}]')
+    dilated = template.workload((1, 32, 8, 8, 3, 3, 1, 2, 2), "float32")
+    assert dict(dilated.args)["dilation"] == 2 and dilated.key != template.workload((1, 32, 8, 8, 3, 3, 1, 2)).key
+
+
+def test_the_shipped_pack_still_applies(host):
+    """Every depthwise config of the host-znver5 pack is the same point of today's space (same index, knobs)."""
+    template = DepthwiseConv2dCPU()
+    path = os.path.join(os.path.dirname(__file__), "..", "autotune", "packs", "host-znver5.jsonl")
+    with open(path) as lines:
+        records = [json.loads(line) for line in lines if '"depthwise_conv2d"' in line]
+    assert records
+    for record in records:
+        assert record["template"] == {"name": template.name, "version": template.version}
+        wl = Workload.from_json(record["workload"])
+        assert template.workload([wl[d] for d in ("N", "C", "H", "W", "R", "S", "stride", "pad")]) == wl
+        config = template.space(wl, host).from_json(record["config"])
+        assert config.index == record["config"]["index"]
+
+
+def test_an_8_channel_block_default_config(host):
+    """72 channels: nine 8-channel blocks, the same row rule as 16-channel blocks (measured as good as any other)."""
+    template = DepthwiseConv2dCPU()
+    wl = template.workload((1, 72, 56, 56, 3, 3, 2, 1), "float32")
+    config = template.default_config(wl, host)
+    assert config["tile_c"] == (9, 1) and config["tile_oh"] == (28, 1) and 28 % config["tile_ow"][1] == 0
