@@ -480,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     ops = ", ".join(default_registry().ops())
     tune_op = commands.add_parser("tune-op", help="tune one operator", description=f"Tune one operator ({ops}).")
     tune_op.add_argument("op", help=f"operator: {ops}")
-    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; batch_matmul: B,M,N,K; conv2d and conv2d_winograd: N,C,H,W,K,R,S,stride,pad; "
-                         "depthwise_conv2d: N,C,H,W,R,S,stride,pad")
+    tune_op.add_argument("--shape", required=True, help="comma-separated sizes; matmul and dense: M,N,K; batch_matmul: B,M,N,K; conv2d: N,C,H,W,K,R,S,stride,pad[,dilation]; "
+                         "conv2d_winograd: N,C,H,W,K,R,S,stride,pad; group_conv2d: N,C,H,W,K,R,S,stride,pad,groups[,dilation]; "
+                         "depthwise_conv2d: N,C,H,W,R,S,stride,pad[,dilation]")
     tune_op.add_argument("--dtype", default="float32")
     tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
     add_tuning_flags(tune_op, default_trials=200)

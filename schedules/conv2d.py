@@ -243,8 +243,8 @@ def window_coefficients(index: Sequence[tirx.PrimExpr], rows: Sequence[tirx.Var]
     found = set()
     for expr, row, tap in zip(index, rows, taps):
         coeffs = detect_linear_equation(expr, [row, tap])
-        if len(coeffs) != 3 or not all(isinstance(c, tirx.IntImm) for c in coeffs):
-            return None
+        if len(coeffs) != 3 or not all(isinstance(c, tirx.IntImm) for c in coeffs) or int(coeffs[2]) != 0:
+            return None  # an offset window (a crop or shift) is no conv these templates compute
         found.add((int(coeffs[0]), int(coeffs[1])))
     if len(found) != 1 or min(next(iter(found))) < 1:
         return None
