@@ -14,7 +14,7 @@ from tvm.relax import dpl
 
 def before_lowering(module: tvm.IRModule) -> tvm.IRModule:
     """The imported module with every rewrite of this file applied."""
-    return matmuls_in_two_dims(ops_convert_layout_handles(clips_as_relax_ops(module)))
+    return matmuls_in_two_dims(sigmoids_by_exp(ops_convert_layout_handles(clips_as_relax_ops(module))))
 
 
 def ops_convert_layout_handles(module: tvm.IRModule) -> tvm.IRModule:
@@ -81,6 +81,43 @@ def clips_as_relax_ops(module: tvm.IRModule) -> tvm.IRModule:
     main = module.get_global_var("main")
     module[main] = dpl.rewrite_call(pattern, rewrite, module[main])
     return relax.transform.DeadCodeElimination()(module)
+
+
+def sigmoids_by_exp(module: tvm.IRModule) -> tvm.IRModule:
+    """sigmoid(x) as 1 / (1 + exp(-x)), and clip(x, lo, hi) (HardSigmoid, HardSwish) as min(max(x, lo), hi).
+
+    TVM computes sigmoid with libm's exp, one lane at a time: EfficientNet's SiLU
+    epilogues took most of its convolutions' time. Written with exp, the lowering's fast
+    math makes it a polynomial that vectorizes. Relax's clip, like the importer's Clip,
+    has no layout rule in ConvertLayout; min/max with scalars keep the blocked layout.
+    """
+    x, lo, hi = dpl.wildcard(), dpl.wildcard(), dpl.wildcard()
+
+    def sigmoid(call: relax.Call, matches) -> relax.Expr:
+        dtype = str(call.ty.dtype)
+        if not dtype.startswith("float"):
+            return call
+        one = relax.const(1.0, dtype)
+        return relax.op.divide(one, relax.op.add(one, relax.op.exp(relax.op.negative(matches[x]))))
+
+    def clip(call: relax.Call, matches) -> relax.Expr:
+        dtype = str(call.ty.dtype)
+        bounds = [_scalar(matches[bound]) for bound in (lo, hi)]
+        if None in bounds or not dtype.startswith("float"):
+            return call
+        return relax.op.minimum(relax.op.maximum(matches[x], relax.const(bounds[0], dtype)), relax.const(bounds[1], dtype))
+
+    main = module.get_global_var("main")
+    function = dpl.rewrite_call(dpl.is_op("relax.sigmoid")(x), sigmoid, module[main])
+    module[main] = dpl.rewrite_call(dpl.is_op("relax.clip")(x, lo, hi), clip, function)
+    return relax.transform.DeadCodeElimination()(module)
+
+
+def _scalar(value) -> float | None:
+    """The number in a PrimValue or an IntImm/FloatImm, else None."""
+    while hasattr(value, "value") and not isinstance(value, (int, float)):
+        value = value.value
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 UNARY_ELEMENTWISE = ("relax.nn.relu", "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.nn.silu", "relax.sigmoid",

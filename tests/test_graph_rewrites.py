@@ -43,3 +43,23 @@ def test_nd_matmuls_become_2d_with_their_epilogue_fused(host):
     assert not coverage.failed
     vm = relax.VirtualMachine(compile_model(scheduled, host), tvm.cpu())
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(feeds["input"])).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_sigmoid_and_clip_become_ops_that_vectorize_and_keep_blocked_layouts(host):
+    """SiLU (x * Sigmoid(x)) and HardSwish after a blocked conv: fused into its epilogue with fast exp, no layout transform."""
+    g = GraphBuilder()
+    x = g.conv("input", 16, 32, 3)
+    x = g.op("Mul", [x, g.op("Sigmoid", [x])])
+    x = g.op("HardSwish", [g.conv(x, 32, 32, 1)])
+    model = g.model("silu", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 12, 12])], x, [1, 32, 12, 12])
+    module = load_onnx(model)
+    functions = [name for t in extract_tasks(module, host) for name in t.functions]
+    assert len(functions) == 2 and "fast_exp" in functions[0] + functions[1], functions
+    transforms = [gv.name_hint for gv in module.functions if "layout_transform" in gv.name_hint]
+    assert len(transforms) <= 2, transforms  # into the blocked layout and out of it, nothing between
+    feeds = {"input": np.random.default_rng(0).standard_normal([1, 16, 12, 12]).astype(np.float32)}
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    scheduled, coverage = schedule_model(module, host, tuned=False)
+    assert not coverage.failed and not coverage.plain_layout
+    vm = relax.VirtualMachine(compile_model(scheduled, host), tvm.cpu())
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(feeds["input"])).numpy(), expected, rtol=1e-4, atol=1e-5)

@@ -43,7 +43,8 @@ CASES = {
     "depthwise_dilated_4_72": (conv_chain(72, dilation=4, size=17), None),
     "kernel_1x3": (conv_chain(64, groups=1, kernel=(1, 3)), "pads differ"),
     "kernel_3x1": (conv_chain(64, groups=1, kernel=(3, 1)), "pads differ"),
-    "squeeze_excite_480_20": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=20), "20 channels"),
+    "squeeze_excite_480_20": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=20), None),
+    "squeeze_excite_480_26": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=26), "26 channels"),
 }
 
 
