@@ -33,9 +33,9 @@ def channel_block(channels: int) -> int | None:
     """The channel block of a tensor with this many channels (None: not blockable).
 
     16 float32 are one AVX-512 vector and four NEON ones; 8 where 16 does not divide
-    (MobileNetV2's 24-channel stage); all of them when there are fewer (a stem's 3); 4
-    for the rest that 4 divides (squeeze-excite's 20 and 28, ShuffleNet's 116): narrow
-    vectors, but no layout transforms around the conv and a template's schedule.
+    (MobileNetV2's 24-channel stage); all of them when there are fewer (a stem's 3); 4 or
+    2 for the rest that they divide (squeeze-excite's 20 and 26, ShuffleNet's 116 and 58):
+    narrow vectors, but no layout transforms around the conv and a template's schedule.
     A model's lowering and the templates both use this rule, so layouts agree.
     """
     for block in (16, 8):
@@ -43,7 +43,7 @@ def channel_block(channels: int) -> int | None:
             return block
     if channels < 16:
         return channels
-    return 4 if channels % 4 == 0 else None
+    return next((block for block in (4, 2) if channels % block == 0), None)
 
 
 def _blocks(wl: Workload) -> tuple[int, int]:

@@ -196,7 +196,7 @@ def test_match_reads_its_own_compute():
 
 
 @pytest.mark.parametrize("shape, message", [
-    ((1, 58, 8, 8, 3, 3, 1, 1), "58 channels fit no channel block"),
+    ((1, 45, 8, 8, 3, 3, 1, 1), "45 channels fit no channel block"),
     ((1, 32, 8, 8, 3, 3, 1, 1, 0), "positive"),
     ((1, 32, 8, 8, 3, 3, 1, 1, 2, 1), "N,C,H,W,R,S,stride,pad"),
     ((1, 32, 4, 4, 3, 3, 1, 1, 3), "larger than the padded input"),
