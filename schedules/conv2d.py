@@ -11,7 +11,7 @@ model's epilogue (bias, ReLU, residual add) in the accumulator's write-back.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,17 +196,26 @@ def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int, dila
     Both the template's PrimFunc and a model's lowering (`autotune.model`) compute conv2d
     with this, so every conv2d in a model is a block this template has been tuned on.
     """
-    n, cblocks, h, w, cb = (int(d) for d in data.shape)
-    kblocks, _, r, s, _, kb = (int(d) for d in kernel.shape)
+    return blocked_conv(data, kernel, stride, pad, dilation, name="conv2d")
+
+
+def blocked_conv(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int, dilation: int, name: str,
+                 first_block: Callable[[tirx.PrimExpr], tirx.PrimExpr] = lambda ko: 0,
+                 attrs: dict | None = None) -> te.Tensor:
+    """out[b, ko, y, x, ki] = sum over the kernel's input blocks co, taps and ci of
+    padded[b, first_block(ko) + co, window, ci] * kernel[ko, co, r, s, ci, ki]: conv2d reads
+    every input block (first_block 0), a grouped conv those of the output block's groups."""
+    n, _, h, w, cb = (int(d) for d in data.shape)
+    kblocks, nb, r, s, _, kb = (int(d) for d in kernel.shape)
     oh, ow = (h + 2 * pad - (r - 1) * dilation - 1) // stride + 1, (w + 2 * pad - (s - 1) * dilation - 1) // stride + 1
     padded = pad_nchwc(data, pad)
-    co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((cblocks, "co"), (r, "r"), (s, "s"), (cb, "ci")))
+    co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((nb, "co"), (r, "r"), (s, "s"), (cb, "ci")))
     return te.compute(
         (n, kblocks, oh, ow, kb),
         lambda b, ko, y, x, ki: te.sum(
-            padded[b, co, y * stride + rr * dilation, x * stride + ss * dilation, ci] * kernel[ko, co, rr, ss, ci, ki],
-            axis=[co, rr, ss, ci]),
-        name="conv2d",
+            padded[b, first_block(ko) + co, y * stride + rr * dilation, x * stride + ss * dilation, ci]
+            * kernel[ko, co, rr, ss, ci, ki], axis=[co, rr, ss, ci]),
+        name=name, attrs=attrs,
     )
 
 

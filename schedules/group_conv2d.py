@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from schedules.conv2d import (Conv2dCPU, channel_block, conv_windows, dilation_arg, dilation_of,
-                              out_size, pad_nchwc, window_coefficients)
+from schedules.conv2d import (Conv2dCPU, blocked_conv, channel_block, conv_windows, dilation_arg, dilation_of,
+                              out_size, window_coefficients)
 from schedules.matching import anchor_block, producer_of
 from schedules.template import Workload
 
@@ -64,19 +64,9 @@ def group_conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int
 
     The padding is a stage named "pad" (pad > 0); the block is annotated with the groups.
     """
-    n, cblocks, h, w, cb = (int(d) for d in data.shape)
-    kblocks, nb, r, s, _, kb = (int(d) for d in kernel.shape)
-    channels, out_channels = cblocks * cb, kblocks * kb
-    oh, ow = (h + 2 * pad - (r - 1) * dilation - 1) // stride + 1, (w + 2 * pad - (s - 1) * dilation - 1) // stride + 1
-    padded = pad_nchwc(data, pad)
-    co, rr, ss, ci = (te.reduce_axis((0, e), name=nm) for e, nm in ((nb, "co"), (r, "r"), (s, "s"), (cb, "ci")))
-    return te.compute(
-        (n, kblocks, oh, ow, kb),
-        lambda b, ko, y, x, ki: te.sum(
-            padded[b, first_block(ko, channels, out_channels, groups) + co, y * stride + rr * dilation,
-                   x * stride + ss * dilation, ci] * kernel[ko, co, rr, ss, ci, ki], axis=[co, rr, ss, ci]),
-        name="group_conv2d", attrs={GROUPS_ATTR: groups},
-    )
+    channels, out_channels = int(data.shape[1]) * int(data.shape[4]), int(kernel.shape[0]) * int(kernel.shape[5])
+    return blocked_conv(data, kernel, stride, pad, dilation, name="group_conv2d", attrs={GROUPS_ATTR: groups},
+                        first_block=lambda ko: first_block(ko, channels, out_channels, groups))
 
 
 def group_kernel(weight: te.Tensor, groups: int, cb: int, kb: int) -> te.Tensor:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tvm
 
+from numpy_check import check_template
 from schedules.conv2d import Conv2dCPU
 
 SHAPES = {
@@ -24,14 +25,8 @@ def test_default_and_random_configs_match_numpy(shape, host):
     template = Conv2dCPU()
     wl = template.workload(shape, "float32")
     space = template.space(wl, host)
-    inputs = template.make_inputs(wl, np.random.default_rng(1))
-    expected = template.reference(wl, inputs)
-    dev = tvm.cpu()
     for config in [template.default_config(wl, host, space)] + space.sample(random.Random(2), 2):
-        executable = tvm.compile(template.schedule(wl, config, host), target=host.tvm_target)
-        args = [tvm.runtime.tensor(x, dev) for x in inputs] + [tvm.runtime.tensor(np.full_like(expected, np.nan), dev)]
-        executable["main"](*args)
-        np.testing.assert_allclose(args[-1].numpy(), expected, rtol=1e-4, atol=1e-3, err_msg=str(config))
+        check_template(template, wl, host, config, atol=1e-3)
 
 
 def test_reference_is_a_real_convolution():

@@ -7,6 +7,7 @@ import tvm
 from numpy.lib.stride_tricks import sliding_window_view
 from tvm import te
 
+from numpy_check import check_template
 from schedules import default_registry
 from schedules.conv2d import Conv2dCPU
 from schedules.group_conv2d import GroupConv2dCPU, group_kernel, group_layout, pack_group_kernel
@@ -29,14 +30,8 @@ def test_default_and_random_configs_match_numpy(shape, host):
     template = GroupConv2dCPU()
     wl = template.workload(shape, "float32")
     space = template.space(wl, host)
-    inputs = template.make_inputs(wl, np.random.default_rng(1))
-    expected = template.reference(wl, inputs)
-    dev = tvm.cpu()
     for config in [template.default_config(wl, host, space)] + space.sample(random.Random(2), 2):
-        executable = tvm.compile(template.schedule(wl, config, host), target=host.tvm_target)
-        args = [tvm.runtime.tensor(x, dev) for x in inputs] + [tvm.runtime.tensor(np.full_like(expected, np.nan), dev)]
-        executable["main"](*args)
-        np.testing.assert_allclose(args[-1].numpy(), expected, rtol=1e-4, atol=1e-3, err_msg=str(config))
+        check_template(template, wl, host, config, atol=1e-3)
 
 
 @pytest.mark.parametrize("shape", [SHAPES["resnext-width-4"], SHAPES["regnet-55-groups-s2"], SHAPES["resnext-width-32-s2"],
