@@ -69,7 +69,7 @@ class Conv2dCPU(Template):
         if h + 2 * pad < (r - 1) * dilation + 1 or w + 2 * pad < (s - 1) * dilation + 1:
             raise ValueError("conv2d: the kernel is larger than the padded input")
         if channel_block(c) is None or channel_block(k) is None:
-            raise ValueError("conv2d: channel counts must be multiples of 8, or below 16")
+            raise ValueError("conv2d: channel counts must be even, or below 16")
         return Workload.make(self.op, N=n, C=c, H=h, W=w, K=k, R=r, S=s, stride=stride, pad=pad, dtype=dtype,
                              **dilation_arg(dilation))
 

@@ -19,7 +19,7 @@ def autotune(*args, **kwargs):
     "args, message",
     [
         (["tune-op", "conv9d", "--shape", "1,2,3"], "known operators: batch_matmul, conv2d, conv2d_winograd, dense, depthwise_conv2d, group_conv2d, matmul"),
-        (["tune-op", "conv2d", "--shape", "1,20,8,8,16,3,3,1,1"], "multiples of 8"),
+        (["tune-op", "conv2d", "--shape", "1,45,8,8,16,3,3,1,1"], "channel counts must be even"),
         (["tune-op", "matmul", "--shape", "1024,x,3"], "malformed shape"),
         (["tune-op", "matmul", "--shape", "1024,1024"], "M,N,K"),
         (["tune-op", "matmul", "--shape", "8,8,8", "--trials", "0"], "--trials must be positive"),
