@@ -83,7 +83,7 @@ class DepthwiseConv2dCPU(Template):
             raise ValueError(f"depthwise_conv2d: dtype {dtype!r} is not supported yet (float32 only)")
         n, c, h, w, r, s, stride, pad, dilation = (*(int(d) for d in shape), 1)[:9]
         if channel_block(c) is None:
-            raise ValueError(f"depthwise_conv2d: {c} channels fit no channel block (a multiple of 8, or fewer than 16)")
+            raise ValueError(f"depthwise_conv2d: {c} channels fit no channel block (an even count, or fewer than 16)")
         if h + 2 * pad < dilation * (r - 1) + 1 or w + 2 * pad < dilation * (s - 1) + 1:
             raise ValueError("depthwise_conv2d: the kernel is larger than the padded input")
         return Workload.make(self.op, N=n, C=c, H=h, W=w, R=r, S=s, stride=stride, pad=pad, dtype=dtype,
