@@ -21,7 +21,7 @@ from tvm.relax.frontend.onnx import from_onnx
 
 from autotune import graph_rewrites
 from autotune.layout_plan import PLAIN_LAYOUT_ATTR, LayoutPlan, conv_description
-from autotune.onnx_fold import fold_constants
+from autotune.onnx_fold import fold_constants, static_shapes
 from schedules import Workload
 from schedules.conv2d import channel_block, conv2d_nchwc, dilation_arg
 from schedules.depthwise import depthwise_nchwc
@@ -85,24 +85,21 @@ def import_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str
     # folded for these input shapes: TVM's importer rejects many of them.
     model = fold_constants(model, shapes)
     module = from_onnx(model, shape_dict=shapes)
-    return module.with_attr(ONNX_NAMES_ATTR, onnx_conv_names(model))
+    return module.with_attr(ONNX_NAMES_ATTR, onnx_conv_names(model, shapes))
 
 
 #: Module attribute of an imported model: conv description -> the ONNX nodes it describes.
 ONNX_NAMES_ATTR = "autotune.onnx_conv_names"
 
 
-def onnx_conv_names(model: onnx.ModelProto) -> dict[str, str]:
+def onnx_conv_names(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, str]:
     """Each 2-d Conv node's name (or output, for unnamed nodes) by `layout_plan.conv_description`,
     so reports can name the node behind a Relax call (TVM's importer keeps no names)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in (*inferred.graph.input, *inferred.graph.value_info)}
-    shapes.update({init.name: list(init.dims) for init in model.graph.initializer})
+    shapes = static_shapes(model, input_shapes)
     names: dict[str, list[str]] = {}
     for node in model.graph.node:
         data, weight = (shapes.get(name) for name in node.input[:2]) if node.op_type == "Conv" else (None, None)
-        if not data or not weight or len(weight) != 4 or 0 in data:
+        if not data or not weight or len(weight) != 4 or len(data) != 4:
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):

@@ -68,6 +68,15 @@ def fold_constants(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[i
     return _rebuild(model, folded, values)
 
 
+def static_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, list[int] | None]:
+    """Each tensor's static shape (None where it has none) for these input shapes, weights included;
+    inferred on the same light copy as folding, so large models are not serialized for it."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    fixed = {name: list(dims) for name, dims in input_shapes.items()}
+    shapes = {name: dims for name, (_, dims) in _infer_shapes(model, fixed, initializers, {}, set()).items()}
+    return {**shapes, **{name: list(init.dims) for name, init in initializers.items()}}
+
+
 def _foldable(node: onnx.NodeProto) -> bool:
     """Default domain, deterministic, no subgraphs: evaluating it once is the same as at run time."""
     return (node.domain in ("", "ai.onnx") and node.op_type not in _RANDOM

@@ -60,6 +60,7 @@ def test_every_conv_kind_compiles_and_matches_onnxruntime(name, host):
     if reason:
         assert coverage.plain_layout and all(reason in entry for entry in coverage.plain_layout), coverage.plain_layout
         assert any(reason in line for line in coverage.details())
+        assert all("(ONNX Conv 'conv_" in entry for entry in coverage.plain_layout), coverage.plain_layout  # the node named
     else:
         assert not coverage.plain_layout
     assert not coverage.failed and not coverage.unscheduled
