@@ -28,6 +28,7 @@ from schedules import Config, Template, TemplateRegistry, Workload, default_regi
 from schedules.default import schedule_default
 from schedules.threading import thread_pool_setting
 from targets import Device
+from targets.tvm_compat import config_threadpool
 
 
 @dataclass
@@ -288,11 +289,10 @@ def load_model(path: str, session=None) -> relax.VirtualMachine:
     with open(path + ".json") as stream:
         manifest = json.load(stream)
     if session is None:
-        dev, lib, config_threadpool = tvm.cpu(), tvm.runtime.load_module(path), tvm.get_global_func("runtime.config_threadpool")
+        dev, lib = tvm.cpu(), tvm.runtime.load_module(path)
     else:
         session.upload(path)
         dev, lib = session.cpu(), session.load_module(os.path.basename(path))
-        config_threadpool = session.get_function("runtime.config_threadpool")
     if manifest.get("thread_pool"):
-        config_threadpool(*manifest["thread_pool"])
+        config_threadpool(session)(*manifest["thread_pool"])
     return relax.VirtualMachine(lib, dev)

@@ -13,8 +13,8 @@ import numpy as np
 import tvm
 from tvm import tirx
 from tvm.s_tir import meta_schedule as ms
-from tvm.s_tir.meta_schedule import _ffi_api
-from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+
+from targets.tvm_compat import bare_tune_context
 
 N_STORE_FEATURES = 164
 LENGTH = 2 * N_STORE_FEATURES + 1
@@ -25,7 +25,7 @@ class ProgramFeaturizer:
 
     def __init__(self, target: tvm.target.Target):
         self._extractor = ms.feature_extractor.PerStoreFeature()
-        self._context = _feature_context(target)
+        self._context = bare_tune_context(target)
 
     def __call__(self, funcs: Sequence[tirx.PrimFunc]) -> np.ndarray:
         """(len(funcs), LENGTH) float32 matrix."""
@@ -34,19 +34,6 @@ class ProgramFeaturizer:
         candidates = [ms.MeasureCandidate(tvm.s_tir.Schedule(func), []) for func in funcs]
         per_store = self._extractor.extract_from(self._context, candidates)
         return np.stack([reduce_stores(stores.numpy()) for stores in per_store])
-
-
-def _feature_context(target: tvm.target.Target) -> ms.TuneContext:
-    """A TuneContext holding just the target, which is all the extractor reads.
-
-    `TuneContext.__init__` imports `tvm.s_tir.tensor_intrin` (13 s here) for its space
-    generators; the extractor needs none of that, so the object is made directly.
-    """
-    context = ms.TuneContext.__new__(ms.TuneContext)
-    context.__init_handle_by_constructor__(
-        _ffi_api.TuneContext, None, target, None, None, "main", 1, -1, get_logging_func(get_logger(__name__))
-    )
-    return context
 
 
 def reduce_stores(stores: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from tvm.target import Target
 from tvm.target.codegen import llvm_get_vector_width
 
 from schedules.matching import top_blocks
+from targets.tvm_compat import sblock_realize
 
 #: Fewest elements (output elements times reduction steps) per parallel task. Waking
 #: TVM's thread pool costs about 1.6 us here: a 32k-element add takes 1.9 us as one
@@ -53,7 +54,6 @@ MAX_TASKS = 64
 #: SIMD width assumed when the target does not say (128-bit NEON / SSE).
 FALLBACK_VECTOR_BITS = 128
 
-_GET_SBLOCK_REALIZE = tvm.get_global_func("s_tir.schedule.GetSBlockRealize")
 _IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
 
 
@@ -469,7 +469,7 @@ def _strides(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], width: i
             offsets.append(None)
         else:
             offsets.append(region.source.offset_of([r.min for r in region.region])[0])
-    bindings = list(zip(stmt.iter_vars, _GET_SBLOCK_REALIZE(sch, block).iter_values))
+    bindings = list(zip(stmt.iter_vars, sblock_realize(sch, block).iter_values))
     fors = [sch.get(loop) for loop in loops]
     strides = [[None] * len(loops) for _ in offsets]
     for k, moved in enumerate(fors):
@@ -530,7 +530,7 @@ def _guarded_load(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV | None = No
     stmt = sch.get(block)
     moving = set()
     loop_var = sch.get(loop).loop_var if loop is not None else None
-    for iter_var, value in zip(stmt.iter_vars, _GET_SBLOCK_REALIZE(sch, block).iter_values):
+    for iter_var, value in zip(stmt.iter_vars, sblock_realize(sch, block).iter_values):
         if loop_var is None or loop_var in collect_vars_used_in_prim_expr(value):
             moving.add(iter_var.var)
     found = []
@@ -564,7 +564,7 @@ def _loop_kinds(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> li
     """'S' or 'R' per loop, from the block iterator it is bound to (None unless one-to-one)."""
     stmt = sch.get(block)
     kind_of = {}
-    for iter_var, value in zip(stmt.iter_vars, _GET_SBLOCK_REALIZE(sch, block).iter_values):
+    for iter_var, value in zip(stmt.iter_vars, sblock_realize(sch, block).iter_values):
         if isinstance(value, tirx.Var):
             kind_of[value] = "S" if iter_var.iter_type == tirx.IterVar.DataPar else "R"
         elif _const(value) is None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import psutil
-import tvm
 
 from targets.device import Device
+from targets.tvm_compat import host_cpu_name
 
 AARCH64_GCC = "aarch64-linux-gnu-gcc"
 
@@ -22,7 +22,7 @@ def host() -> Device:
     `mcpu: native` is accepted by TVM 0.27 but silently means generic x86-64, so the
     name is asked from LLVM instead.
     """
-    cpu = tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")()
+    cpu = host_cpu_name()
     cores = physical_cores()
     return Device(
         name="host",

@@ -25,6 +25,7 @@ from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOpt
 from autotune.model import load_onnx, resolve_shapes
 from autotune.records import load_records
 from autotune.scheduler import tune_model
+from targets.tvm_compat import config_threadpool
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 import make_models  # noqa: E402
@@ -232,7 +233,7 @@ def test_load_model_applies_the_manifest_thread_pool(host, tmp_path):
     feeds, expected = reference(model)
     vm = load_model(path)  # one thread, as the manifest says
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(feeds["input"])).numpy(), expected, rtol=1e-4, atol=1e-4)
-    tvm.get_global_func("runtime.config_threadpool")(0, host.num_threads)
+    config_threadpool()(0, host.num_threads)
 
 
 @pytest.mark.parametrize("name", ["bert", "resnet18"])  # resnet18's classifier (N=10) packs through pad_einsum's copy

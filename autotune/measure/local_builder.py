@@ -19,6 +19,7 @@ from tvm.support.popen_pool import PopenPoolExecutor
 from autotune.measure.builder import Builder
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, last_line
 from targets import physical_cores
+from targets.tvm_compat import shutdown_pool
 
 
 def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float]:
@@ -60,14 +61,6 @@ class LocalBuilder(Builder):
         return results
 
     def close(self) -> None:
-        for _ in range(3):
-            try:
-                self._pool.shutdown(wait=True)
-                break
-            except AttributeError:
-                # TVM 0.27's shutdown races a worker thread that is clearing a child which
-                # just died (Ctrl-C reaches the workers too) and raises with its lock held,
-                # which hangs the interpreter's exit: release the lock and shut down again.
-                self._pool._lock.release()
+        shutdown_pool(self._pool)
         if self._own_dir:
             shutil.rmtree(self.out_dir, ignore_errors=True)

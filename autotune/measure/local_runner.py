@@ -17,6 +17,7 @@ from autotune.measure.evaluate import evaluate
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
 from autotune.measure.runner import ResultCallback, Runner, TimingOptions
 from targets import physical_cores
+from targets.tvm_compat import config_threadpool
 
 
 def _set_threads(n_threads: int) -> None:
@@ -32,7 +33,7 @@ def run_candidate(inp: MeasureInput, path: str, timing: TimingOptions) -> tuple[
         module = tvm.runtime.load_module(path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, tvm.cpu(), inp, timing, tvm.get_global_func("runtime.config_threadpool"))
+    return evaluate(module, tvm.cpu(), inp, timing, config_threadpool())
 
 
 class LocalRunner(Runner):

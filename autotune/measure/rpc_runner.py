@@ -31,6 +31,7 @@ from tvm.support.popen_pool import PopenWorker
 from autotune.measure.evaluate import evaluate, forget_fixtures
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
 from autotune.measure.runner import ResultCallback, Runner, TimingOptions
+from targets.tvm_compat import config_threadpool, ping
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def open_session(tracker: Tracker, wait: float, session_timeout: float) -> bool:
 def _alive(session) -> bool:
     """A round trip to the device (device attributes are cached locally, so ask for a function)."""
     try:
-        session.get_function("runtime.GetDeviceAttr")
+        ping(session)
         return True
     except Exception:  # noqa: BLE001 - any failure means the session is gone
         return False
@@ -124,7 +125,7 @@ def rpc_candidate(inp: MeasureInput, path: str, timing: TimingOptions, family: s
         module = _session.load_module(name)
         _session.remove(name)  # loaded: the device's storage need not keep it
         dev = _session.cl(0) if family == "opencl" else _session.cpu(0)
-        costs, error, message = evaluate(module, dev, inp, timing, _session.get_function("runtime.config_threadpool"))
+        costs, error, message = evaluate(module, dev, inp, timing, config_threadpool(_session))
         if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
             return costs, error, message
     except Exception as exc:  # noqa: BLE001 - a library that does not load, or a lost session

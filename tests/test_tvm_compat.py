@@ -1,0 +1,77 @@
+"""One test per entry of `targets.tvm_compat`: each fails here, by name, when TVM changes the internal."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import tvm
+from tvm import rpc, te
+from tvm.s_tir import meta_schedule as ms
+from tvm.support.popen_pool import PopenPoolExecutor
+
+from targets import tvm_compat
+
+
+def matmul_schedule(n: int = 16) -> tvm.s_tir.Schedule:
+    a = te.placeholder((n, n), name="A")
+    b = te.placeholder((n, n), name="B")
+    k = te.reduce_axis((0, n), name="k")
+    c = te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    return tvm.s_tir.Schedule(te.create_prim_func([a, b, c]))
+
+
+def test_host_cpu_name_is_a_real_llvm_cpu():
+    name = tvm_compat.host_cpu_name()
+    assert name and name not in ("generic", "native")
+    assert tvm.target.Target({"kind": "llvm", "mcpu": name}).attrs["mcpu"] == name
+
+
+def test_config_threadpool_sets_the_thread_count_here():
+    num_threads = tvm.get_global_func("runtime.NumThreads")
+    before = num_threads()
+    try:
+        tvm_compat.config_threadpool()(0, 1)
+        assert num_threads() == 1
+    finally:
+        tvm_compat.config_threadpool()(0, before)
+
+
+def test_config_threadpool_and_ping_reach_an_rpc_session():
+    session = rpc.LocalSession()
+    tvm_compat.ping(session)
+    assert callable(tvm_compat.config_threadpool(session))
+
+
+def test_missing_global_function_fails_by_name():
+    with pytest.raises(tvm_compat.TVMCompatError, match="no global function 'no.such.function'"):
+        tvm_compat._global_func("no.such.function")
+
+
+def test_sblock_realize_binds_the_block_iterators_to_loops():
+    sch = matmul_schedule()
+    block = sch.get_sblock("C")
+    realize = tvm_compat.sblock_realize(sch, block)
+    assert isinstance(realize, tvm.s_tir.SBlockRealize)
+    assert len(realize.iter_values) == len(sch.get(block).iter_vars) == 3
+    assert {str(v) for v in realize.iter_values} == {str(sch.get(loop).loop_var) for loop in sch.get_loops(block)}
+
+
+def test_bare_tune_context_serves_the_feature_extractor():
+    target = tvm.target.Target({"kind": "llvm", "num-cores": 2})
+    context = tvm_compat.bare_tune_context(target)
+    assert isinstance(context, ms.TuneContext) and str(context.target.kind) == "llvm"
+    func = matmul_schedule().mod["main"]
+    features = ms.feature_extractor.PerStoreFeature().extract_from(context, [ms.MeasureCandidate(tvm.s_tir.Schedule(func), [])])
+    assert features[0].numpy().shape == (1, 164)
+
+
+def test_shutdown_pool_stops_the_workers_and_the_lock_it_may_release_exists():
+    pool = PopenPoolExecutor(max_workers=1, timeout=30)
+    assert isinstance(pool._lock, type(threading.Lock()))  # what the race workaround releases
+    assert pool.submit(np.add, 1, 2).result() == 3
+    (worker,) = pool._worker_map.values()
+    tvm_compat.shutdown_pool(pool)
+    deadline = time.time() + 10
+    while worker.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not worker.is_alive()
