@@ -2,12 +2,12 @@
 
     import autotune
     task = autotune.Task.create("matmul", (1024, 1024, 1024))
-    result = autotune.tune(task, n_trials=200, log="matmul.jsonl")
+    result = autotune.tune(task, "matmul.jsonl", autotune.TuneOptions(trials=200))
     func = autotune.apply_best("matmul.jsonl", task)
 
     imported = autotune.import_onnx("model.onnx")           # Relax, as imported
     tasks = autotune.with_alternatives(autotune.extract_tasks(autotune.lower(imported), device))
-    autotune.tune_model(tasks, 2000, log="model.jsonl")   # one task per workload and algorithm
+    autotune.tune_model(tasks, "model.jsonl", autotune.TuneOptions(trials=2000))   # one task per workload and algorithm
     records = autotune.load_records("model.jsonl")
     module, tasks = autotune.lower_for_logs(imported, device, records)   # the faster algorithms
     scheduled, coverage = autotune.schedule_model(module, device, records, tasks=tasks)
@@ -22,12 +22,13 @@ from autotune.compile import (  # noqa: E402
     compile_model, export_model, extract_tasks, load_model, lower_for_logs, schedule_model, with_alternatives,
 )
 from autotune.model import import_onnx, load_onnx, lower  # noqa: E402
+from autotune.options import TuneOptions  # noqa: E402
 from autotune.records import load_records  # noqa: E402
 from autotune.scheduler import tune_model  # noqa: E402
 from autotune.task import Task  # noqa: E402
 
 __all__ = [
-    "Progress", "Task", "TuneResult", "__version__", "apply_best", "best_config", "compile_model", "export_model",
-    "extract_tasks", "import_onnx", "load_model", "load_onnx", "load_records", "lower", "lower_for_logs",
-    "schedule_model", "tune", "tune_model", "with_alternatives",
+    "Progress", "Task", "TuneOptions", "TuneResult", "__version__", "apply_best", "best_config", "compile_model",
+    "export_model", "extract_tasks", "import_onnx", "load_model", "load_onnx", "load_records", "lower",
+    "lower_for_logs", "schedule_model", "tune", "tune_model", "with_alternatives",
 ]

@@ -7,8 +7,9 @@ import sys
 import warnings
 
 from autotune.engine import DeviceLostError, Progress, tune_task
-from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
-from autotune.measure.rpc_runner import RPCRunner, Tracker
+from autotune.measure import TimingOptions, create_runner
+from autotune.measure.rpc_runner import Tracker
+from autotune.options import TuneOptions
 from autotune.records import LogWarning
 from autotune.task import Task
 from autotune.tuners import TUNERS
@@ -100,8 +101,11 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.transfer_log:
         check_readable(args.transfer_log)
-        if args.tuner != "xgb":
-            raise UsageError("--transfer-log needs the model-guided tuner (--tuner xgb)")
+    try:
+        options = TuneOptions(args.trials, args.tuner, args.batch_size, args.seed,
+                              early_stopping=args.early_stopping, transfer_log=args.transfer_log)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     timing = timing_options(args)
     tracker = rpc_tracker(args, task.device)
     log = args.log or f"{task.workload.op}-{args.shape.replace(',', 'x')}-{task.device.name}.jsonl"
@@ -111,13 +115,9 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
     print(f"space: {size:,} configs; tuner {args.tuner}; log {log}", file=sys.stderr)
     progress = ProgressLine()
     try:
-        runner = RPCRunner(tracker, task.device.family, timing) if tracker else LocalRunner(timing)
-        with LocalBuilder() as builder, runner:
-            result = tune_task(
-                task, args.trials, args.tuner, log, builder, runner, batch_size=args.batch_size,
-                early_stopping=args.early_stopping, seed=args.seed, on_progress=progress,
-                transfer_log=args.transfer_log,
-            )
+        runner = create_runner("rpc", tracker=tracker, family=task.device.family, timing=timing) if tracker else create_runner("local", timing=timing)
+        with runner:
+            result = tune_task(task, log, options, runner=runner, on_progress=progress)
     except KeyboardInterrupt:
         progress.done()
         print(f"interrupted: every finished measurement is in {log}; run the same command to resume", file=sys.stderr)
@@ -307,11 +307,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     progress = ModelProgressLine()
     timing = timing_options(args)
     try:
-        runner = RPCRunner(tracker, device.family, timing) if tracker else LocalRunner(timing)
-        with LocalBuilder() as builder, runner:
-            result = tune_model(tasks, args.trials, log, args.tuner, builder, runner, batch_size=args.batch_size,
-                                max_seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
-                                on_progress=progress)
+        runner = create_runner("rpc", tracker=tracker, family=device.family, timing=timing) if tracker else create_runner("local", timing=timing)
+        with runner:
+            options = TuneOptions(args.trials, args.tuner, args.batch_size, args.seed,
+                                  max_seconds=args.minutes * 60 if args.minutes else None)
+            result = tune_model(tasks, log, options, runner=runner, on_progress=progress)
     except KeyboardInterrupt:
         progress.done()
         print(f"interrupted: every finished measurement is in {log}; run the same command to resume", file=sys.stderr)

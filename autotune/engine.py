@@ -1,16 +1,18 @@
 """The tuning loop: propose, build, run, log, learn, until the budget or patience runs out."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import tvm
 
 from autotune import __version__
-from autotune.measure import Builder, ErrorKind, LocalBuilder, LocalRunner, MeasureResult, Runner
+from autotune.measure import Builder, ErrorKind, MeasureResult, Runner, create_builder, create_runner
+from autotune.options import TuneOptions
 from autotune.records import Record, RecordLog, load_records
 from autotune.task import Task
 from autotune.tuners import Tuner, create_tuner
@@ -96,8 +98,6 @@ class TuningSession:
         if pairs:
             self.search.load_history([c for c, _ in pairs], [r.result for _, r in pairs])
         if transfer:
-            if not hasattr(self.search, "load_transfer"):
-                raise ValueError(f"tuner {type(self.search).__name__} does not learn across workloads; use the xgb tuner")
             self.search.load_transfer(transfer_samples(task, transfer))
         best = task.best(r for _, r in pairs)
         self.best_config, self.best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
@@ -166,51 +166,58 @@ class TuningSession:
                           elapsed, self.search_seconds, self.records, self.rounds)
 
 
+def open_sessions(tasks: Sequence[Task], log: str | os.PathLike | None, options: TuneOptions) -> list[TuningSession]:
+    """A session per task, resumed from `log` and warm-started from `options.transfer_log`."""
+    if options.transfer_log is not None and not os.path.isfile(options.transfer_log):
+        raise ValueError(f"no such transfer log: {os.fspath(options.transfer_log)!r}")
+    history = load_records(log) if log else []
+    transfer = load_records(options.transfer_log) if options.transfer_log else []
+    return [TuningSession(task, options.tuner, history, options.seed, transfer) for task in tasks]
+
+
+@contextlib.contextmanager
+def measurement(
+    log: str | os.PathLike | None, builder: str | Builder = "local", runner: str | Runner = "local"
+) -> Iterator[tuple[Builder, Runner, RecordLog | None]]:
+    """The builder, runner and log writer of one run, single-operator or model.
+
+    A builder or runner given by name is made here and closed at the end, also on
+    Ctrl-C or an error; one given as an instance stays open for its owner to reuse.
+    """
+    with contextlib.ExitStack() as stack:
+        if isinstance(builder, str):
+            builder = stack.enter_context(create_builder(builder))
+        if isinstance(runner, str):
+            runner = stack.enter_context(create_runner(runner))
+        yield builder, runner, stack.enter_context(RecordLog(log)) if log else None
+
+
 def tune_task(
     task: Task,
-    n_trials: int,
-    tuner: str | Tuner = "xgb",
     log: str | os.PathLike | None = None,
-    builder: Builder | None = None,
-    runner: Runner | None = None,
-    batch_size: int = 16,
-    early_stopping: int | None = None,
-    seed: int = 0,
+    options: TuneOptions | None = None,
+    *,
+    builder: str | Builder = "local",
+    runner: str | Runner = "local",
     on_progress: Callable[[Progress], None] | None = None,
-    transfer_log: str | os.PathLike | None = None,
 ) -> TuneResult:
-    """Measure up to `n_trials` new configs of `task`, appending each result to `log`.
+    """Measure up to `options.trials` new configs of `task`, appending each result to `log`.
 
     Configs already in the log are loaded into the tuner and never measured again; the
-    template's default config is measured first. `early_stopping` ends the run after
-    that many new trials without a better config. `transfer_log` holds results of other
-    workloads of the same template, which a model-guided tuner learns from first.
+    template's default config is measured first. `on_progress` hears after every batch.
     """
-    if n_trials < 1:
-        raise ValueError(f"trials must be positive, got {n_trials}")
+    options = options or TuneOptions()
     start = time.perf_counter()
-    session = TuningSession(task, tuner, load_records(log) if log else [], seed,
-                            load_records(transfer_log) if transfer_log else [])
-    own_builder, own_runner = builder is None, runner is None
-    builder = builder or LocalBuilder()
-    runner = runner or LocalRunner()
-    writer = RecordLog(log) if log else None
-    try:
-        while session.measured < n_trials:
-            if not session.step(min(batch_size, n_trials - session.measured), builder, runner, writer):
+    (session,) = open_sessions([task], log, options)
+    with measurement(log, builder, runner) as (builder, runner, writer):
+        while session.measured < options.trials and not options.out_of_time(start):
+            if not session.step(min(options.batch_size, options.trials - session.measured), builder, runner, writer):
                 break  # the space is exhausted
             if on_progress:
-                on_progress(Progress(task, session.measured, n_trials, session.errors, session.best_cost,
+                on_progress(Progress(task, session.measured, options.trials, session.errors, session.best_cost,
                                      time.perf_counter() - start, session.resumed, session.search_seconds))
-            if early_stopping and session.since_improvement >= early_stopping:
+            if options.early_stopping and session.since_improvement >= options.early_stopping:
                 break
-    finally:
-        if writer:
-            writer.close()
-        if own_builder:
-            builder.close()
-        if own_runner:
-            runner.close()
     return session.result(time.perf_counter() - start)
 
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autotune.compile import ModelTask
-from autotune.engine import TuningSession
-from autotune.measure import Builder, LocalBuilder, LocalRunner, Runner
-from autotune.records import RecordLog, load_records
+from autotune.engine import TuningSession, measurement, open_sessions
+from autotune.measure import Builder, Runner
+from autotune.options import TuneOptions
 
 
 @dataclass
@@ -91,36 +91,24 @@ class ModelProgress:
 
 def tune_model(
     tasks: Sequence[ModelTask],
-    n_trials: int,
     log: str | os.PathLike,
-    tuner: str = "xgb",
-    builder: Builder | None = None,
-    runner: Runner | None = None,
-    batch_size: int = 16,
-    first_batch: int = 8,
-    patience: int = 96,
-    max_seconds: float | None = None,
-    seed: int = 0,
+    options: TuneOptions | None = None,
+    *,
+    builder: str | Builder = "local",
+    runner: str | Runner = "local",
     on_progress: Callable[[ModelProgress], None] | None = None,
 ) -> ModelProgress:
-    """Measure up to `n_trials` new configs over the model's tasks (and at most `max_seconds`)."""
-    if n_trials < 1:
-        raise ValueError(f"trials must be positive, got {n_trials}")
+    """Measure up to `options.trials` new configs over the model's tasks, resuming from `log`."""
+    options = options or TuneOptions()
     start = time.perf_counter()
-    history = load_records(log) if os.path.exists(log) else []
-    states = [TaskProgress(t, TuningSession(t.task, tuner, history, seed)) for t in tasks]
+    sessions = open_sessions([t.task for t in tasks], log, options)
+    states = [TaskProgress(t, session) for t, session in zip(tasks, sessions)]
     for state in states:
         if state.session.best_cost < float("inf"):
             state.best_history.append(state.session.best_cost)
-    own_builder, own_runner = builder is None, runner is None
-    builder = builder or LocalBuilder()
-    runner = runner or LocalRunner()
-    writer = RecordLog(log)
-    progress = ModelProgress(states, 0, n_trials, 0.0)
-    try:
-        while progress.measured < n_trials:
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                break
+    progress = ModelProgress(states, 0, options.trials, 0.0)
+    with measurement(log, builder, runner) as (builder, runner, writer):
+        while progress.measured < options.trials and not options.out_of_time(start):
             active = [s for s in states if not s.done]
             if not active:
                 break
@@ -136,20 +124,14 @@ def tune_model(
                 if not active:
                     break
                 state = max(active, key=lambda s: gains[id(s)])
-            size = min(first_batch if fresh else batch_size, n_trials - progress.measured)
+            size = min(options.first_batch if fresh else options.batch_size, options.trials - progress.measured)
             count = state.session.step(size, builder, runner, writer)
             state.best_history.append(state.session.best_cost)
-            state.done = count == 0 or state.session.since_improvement >= patience
+            state.done = count == 0 or state.session.since_improvement >= options.patience
             progress.measured += count
             progress.elapsed = time.perf_counter() - start
             progress.current = state
             if on_progress:
                 on_progress(progress)
-    finally:
-        writer.close()
-        if own_builder:
-            builder.close()
-        if own_runner:
-            runner.close()
     progress.elapsed = time.perf_counter() - start
     return progress

@@ -2,8 +2,9 @@
 
 Works on numbers and TVM objects only: it imports neither `schedules` nor `autotune`.
 """
+from cost_model.base import CostModel
 from cost_model.features import ProgramFeaturizer
 from cost_model.metrics import spearman, top_k_recall
 from cost_model.xgb import XGBCostModel
 
-__all__ = ["ProgramFeaturizer", "XGBCostModel", "spearman", "top_k_recall"]
+__all__ = ["CostModel", "ProgramFeaturizer", "XGBCostModel", "spearman", "top_k_recall"]

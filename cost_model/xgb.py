@@ -16,10 +16,12 @@ import os
 import numpy as np
 import xgboost as xgb
 
+from cost_model.base import CostModel
+
 OBJECTIVES = {"rank": "rank:pairwise", "regression": "reg:squarederror"}
 
 
-class XGBCostModel:
+class XGBCostModel(CostModel):
     def __init__(self, objective: str = "regression", n_rounds: int = 150, seed: int = 0, n_threads: int = 1):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
@@ -48,7 +50,6 @@ class XGBCostModel:
         return self._booster is not None
 
     def fit(self, features: np.ndarray, throughputs: np.ndarray, groups: np.ndarray | None = None) -> None:
-        """Train from scratch on measured candidates (throughput 0 for failures)."""
         groups = np.zeros(len(throughputs), np.int64) if groups is None else np.asarray(groups)
         labels = normalize_per_group(np.asarray(throughputs, np.float64), groups)
         order = np.argsort(groups, kind="stable")  # xgboost wants each query group contiguous

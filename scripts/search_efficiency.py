@@ -17,8 +17,8 @@ import os
 import statistics
 
 from autotune.engine import tune_task
-from autotune.measure import LocalBuilder, LocalRunner
-from autotune.measure.replay_runner import ReplayRunner
+from autotune.measure import LocalBuilder, create_runner
+from autotune.options import TuneOptions
 from autotune.records import RecordLog, load_records
 from autotune.task import Task
 
@@ -49,17 +49,16 @@ def main() -> None:
         task = Task.create(op, [int(d) for d in shape.split(",")])
         log = os.path.join(args.log_dir, f"{op}-{shape.replace(',', 'x')}.jsonl")
         prior = [r for r in load_records(log) if task.matches(r)]
-        replay = ReplayRunner(prior, fallback=LocalRunner())
+        replay = create_runner("replay", records=prior, fallback=create_runner("local"))
         logged = {r.config["index"] for r in prior}
         runs = {}
         with LocalBuilder() as builder, RecordLog(log) as writer:
             for tuner in tuners:
                 for seed in range(args.seeds):
                     before = replay.measured
-                    result = tune_task(
-                        task, args.trials, tuner.split("+")[0], None, builder, replay, seed=seed,
-                        transfer_log=args.transfer_log if tuner.endswith("+transfer") else None,
-                    )
+                    options = TuneOptions(args.trials, tuner.split("+")[0], seed=seed,
+                                          transfer_log=args.transfer_log if tuner.endswith("+transfer") else None)
+                    result = tune_task(task, None, options, builder=builder, runner=replay)
                     runs[tuner, seed] = result
                     for record in result.records:
                         if record.config["index"] not in logged:

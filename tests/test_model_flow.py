@@ -23,6 +23,7 @@ from autotune.compile import (compile_model, export_model, extract_tasks, load_m
 from autotune.engine import make_record
 from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
 from autotune.model import load_onnx, resolve_shapes
+from autotune.options import TuneOptions
 from autotune.records import load_records
 from autotune.scheduler import tune_model
 from targets.tvm_compat import config_threadpool
@@ -99,9 +100,9 @@ def test_scheduler_splits_the_budget_and_resumes(host, tmp_path):
     tasks = extract_tasks(module, host)
     log = tmp_path / "bert.jsonl"
     with LocalBuilder(n_workers=2) as builder, LocalRunner(TimingOptions(repeat=1, min_repeat_ms=2)) as runner:
-        first = tune_model(tasks, 30, log, "random", builder, runner, batch_size=4, first_batch=2)
+        first = tune_model(tasks, log, TuneOptions(30, "random", batch_size=4, first_batch=2), builder=builder, runner=runner)
         assert first.measured == 30 and all(s.trials >= 2 for s in first.tasks)
-        second = tune_model(tasks, 10, log, "random", builder, runner, batch_size=4, first_batch=2)
+        second = tune_model(tasks, log, TuneOptions(10, "random", batch_size=4, first_batch=2), builder=builder, runner=runner)
     assert second.measured == 10 and sum(s.session.resumed for s in second.tasks) == 30
     records = load_records(log)
     keys = [(r.workload.key, r.config["index"]) for r in records]

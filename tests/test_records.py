@@ -9,6 +9,7 @@ import autotune
 from autotune.apply import FallbackWarning
 from autotune.engine import tune_task
 from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
+from autotune.options import TuneOptions
 from autotune.records import LogWarning, RecordLog, load_records
 
 
@@ -26,8 +27,8 @@ def task(host):
 def test_resume_measures_only_new_configs(task, measure, tmp_path):
     log = tmp_path / "run.jsonl"
     builder, runner = measure
-    first = tune_task(task, 6, "random", log, builder, runner, batch_size=4)
-    second = tune_task(task, 6, "random", log, builder, runner, batch_size=4)
+    first = tune_task(task, log, TuneOptions(6, "random", batch_size=4), builder=builder, runner=runner)
+    second = tune_task(task, log, TuneOptions(6, "random", batch_size=4), builder=builder, runner=runner)
     assert (first.measured, second.measured, second.resumed) == (6, 6, 6)
     indices = [json.loads(line)["config"]["index"] for line in log.read_text().splitlines()]
     assert len(indices) == 12 and len(set(indices)) == 12
@@ -36,13 +37,13 @@ def test_resume_measures_only_new_configs(task, measure, tmp_path):
 def test_corrupt_and_torn_lines_are_skipped_and_appending_goes_on(task, measure, tmp_path):
     log = tmp_path / "run.jsonl"
     builder, runner = measure
-    tune_task(task, 4, "grid", log, builder, runner, batch_size=4)
+    tune_task(task, log, TuneOptions(4, "grid", batch_size=4), builder=builder, runner=runner)
     good = log.read_text().splitlines()
     log.write_text("\n".join([good[0], "{not json", '{"v": 1}', good[1], good[2], good[3][: len(good[3]) // 2]]))
     with pytest.warns(LogWarning, match="skipped 3 corrupt line"):
         assert len(load_records(log)) == 3
     with pytest.warns(LogWarning):
-        result = tune_task(task, 2, "grid", log, builder, runner, batch_size=2)
+        result = tune_task(task, log, TuneOptions(2, "grid", batch_size=2), builder=builder, runner=runner)
     assert result.resumed == 3 and result.measured == 2
     with pytest.warns(LogWarning, match="skipped 3"):
         records = load_records(log)
@@ -51,7 +52,7 @@ def test_corrupt_and_torn_lines_are_skipped_and_appending_goes_on(task, measure,
 
 def test_record_round_trip(task, measure, tmp_path):
     builder, runner = measure
-    result = tune_task(task, 2, "random", None, builder, runner)
+    result = tune_task(task, None, TuneOptions(2, "random"), builder=builder, runner=runner)
     path = tmp_path / "copy.jsonl"
     with RecordLog(path) as writer:
         writer.extend(result.records)
@@ -65,7 +66,7 @@ def test_record_round_trip(task, measure, tmp_path):
 def test_apply_best_uses_the_log_or_falls_back_with_a_warning(task, measure, tmp_path):
     log = tmp_path / "run.jsonl"
     builder, runner = measure
-    result = tune_task(task, 5, "random", log, builder, runner)
+    result = tune_task(task, log, TuneOptions(5, "random"), builder=builder, runner=runner)
     config, tuned = autotune.best_config(log, task)
     assert tuned and config == result.best_config
     func = autotune.apply_best(log, task)

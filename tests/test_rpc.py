@@ -10,6 +10,7 @@ import autotune
 from autotune.engine import DeviceLostError, tune_task
 from autotune.measure import ErrorKind, LocalBuilder, TimingOptions
 from autotune.measure.rpc_runner import RPCRunner, Tracker
+from autotune.options import TuneOptions
 
 TIMING = TimingOptions(repeat=2, min_repeat_ms=5)
 
@@ -35,7 +36,7 @@ def test_measures_on_every_free_device_and_checks_outputs(task, builder, tmp_pat
         cluster.add_server()
         with RPCRunner(Tracker("127.0.0.1", cluster.port, cluster.key), timing=TIMING) as runner:
             assert runner.n_parallel == 2
-            result = tune_task(task, 12, "random", tmp_path / "rpc.jsonl", builder, runner, batch_size=6)
+            result = tune_task(task, tmp_path / "rpc.jsonl", TuneOptions(12, "random", batch_size=6), builder=builder, runner=runner)
     assert result.measured == 12 and result.errors == 0
     assert all(len(r.costs) == 2 and r.cost < 0.1 for r in result.records)
 
@@ -56,7 +57,7 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(task, builder, tmp_pa
         fault.start()
         runner = RPCRunner(Tracker("127.0.0.1", cluster.port, cluster.key), timing=TIMING, device_wait=60)
         with runner:
-            result = tune_task(task, 32, "random", log, builder, runner, batch_size=4)
+            result = tune_task(task, log, TuneOptions(32, "random", batch_size=4), builder=builder, runner=runner)
         fault.join()
     records = lines(log)
     assert result.measured == 32 and len(records) == 32
@@ -70,13 +71,13 @@ def test_device_that_stays_away_stops_the_run_with_a_resumable_log(task, builder
         server = cluster.add_server()
         tracker = Tracker("127.0.0.1", cluster.port, cluster.key)
         with RPCRunner(tracker, timing=TIMING, device_wait=2) as runner:
-            tune_task(task, 4, "random", log, builder, runner, batch_size=4)
+            tune_task(task, log, TuneOptions(4, "random", batch_size=4), builder=builder, runner=runner)
             stop(server)
             with pytest.raises(DeviceLostError, match="run again to resume"):
-                tune_task(task, 8, "random", log, builder, runner, batch_size=4)
+                tune_task(task, log, TuneOptions(8, "random", batch_size=4), builder=builder, runner=runner)
         assert len(lines(log)) == 4
         assert all(r["result"]["error"] != ErrorKind.DEVICE_LOST.value for r in lines(log))
         cluster.add_server()
         with RPCRunner(tracker, timing=TIMING) as runner:
-            resumed = tune_task(task, 4, "random", log, builder, runner, batch_size=4)
+            resumed = tune_task(task, log, TuneOptions(4, "random", batch_size=4), builder=builder, runner=runner)
     assert resumed.resumed == 4 and len({r["config"]["index"] for r in lines(log)}) == 8

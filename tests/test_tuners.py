@@ -6,7 +6,6 @@ GA actually searches) in a few seconds. The objective says nothing about real pe
 """
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import random
@@ -16,16 +15,11 @@ import pytest
 
 from autotune.measure.result import ErrorKind, MeasureResult
 from autotune.task import Task
-from autotune.tuners import TUNERS, Tuner
+from autotune.tuners import TUNERS, create_tuner
 from schedules import Config, ConfigSpace
 from schedules.space import SplitKnob
 
 SEARCH_TUNERS = list(TUNERS)
-
-
-def make_tuner(name: str, task: Task, seed: int = 0, **options) -> Tuner:
-    module, cls = TUNERS[name]
-    return getattr(importlib.import_module(module), cls)(task, seed=seed, **options)
 
 
 def synthetic_cost(space: ConfigSpace, config: Config) -> float:
@@ -73,7 +67,7 @@ def small_task() -> Task:
 @pytest.mark.parametrize("name", SEARCH_TUNERS)
 def test_batches_are_valid_distinct_and_new_also_after_resuming(task, name):
     space, seen, history, results = task.space, set(), [], []
-    tuner = make_tuner(name, task)
+    tuner = create_tuner(name, task)
     for _ in range(5):
         batch = tuner.next_batch(16)
         indices = [config.index for config in batch]
@@ -87,7 +81,7 @@ def test_batches_are_valid_distinct_and_new_also_after_resuming(task, name):
         tuner.update(batch, results[-len(batch):])
 
     # Same seed: without its history, a resumed tuner would propose the same configs again.
-    resumed = make_tuner(name, task)
+    resumed = create_tuner(name, task)
     resumed.load_history(history, results)
     for _ in range(3):
         batch = resumed.next_batch(16)
@@ -104,7 +98,7 @@ def test_small_space_is_exhausted_exactly_once(small_task, name):
     space = small_task.space
     assert len(space) == 72  # matmul 4x4x4: tile_i 6 x tile_j 1 x tile_k 3 x order 2 x unroll 2
     valid = [i for i in range(len(space)) if space.is_valid(space.get(i))]
-    tuner, proposed = make_tuner(name, small_task), []
+    tuner, proposed = create_tuner(name, small_task), []
     for _ in range(len(space)):  # at least one new config per round, or the loop ends
         batch = tuner.next_batch(10)
         if not batch:
@@ -120,7 +114,7 @@ def test_small_space_is_exhausted_exactly_once(small_task, name):
 # -- the genetic tuner -------------------------------------------------------------------------
 def best_per_generation(name: str, task: Task, seed: int, generations: int = 10, size: int = 32) -> list[float]:
     """Best cost found so far after each generation (batch of `size`)."""
-    tuner, best, curve = make_tuner(name, task, seed), math.inf, []
+    tuner, best, curve = create_tuner(name, task, seed), math.inf, []
     for _ in range(generations):
         batch = tuner.next_batch(size)
         results = measure(task.space, batch)
@@ -161,7 +155,7 @@ def failed(configs: list[Config]) -> list[MeasureResult]:
 
 def test_crossover_takes_every_knob_from_a_parent(task):
     mother, father, children = distant_parents(task.space, 8)
-    tuner = make_tuner("ga", task, mutation_prob=0.0)
+    tuner = create_tuner("ga", task, mutation_prob=0.0)
     tuner.update([mother, father], measure(task.space, [mother, father]))
     batch = tuner.next_batch(8)
     assert len(batch) == 8
@@ -170,7 +164,7 @@ def test_crossover_takes_every_knob_from_a_parent(task):
 
 def test_failed_configs_hardly_become_parents(task):
     good, bad, children = distant_parents(task.space, 8)
-    tuner = make_tuner("ga", task, mutation_prob=0.0)
+    tuner = create_tuner("ga", task, mutation_prob=0.0)
     tuner.update([good, bad], measure(task.space, [good]) + failed([bad]))
     # Crossing `good` with itself gives nothing new, so the batch is mostly random samples;
     # were `bad` drawn as often as `good`, it would be all their children.
@@ -181,7 +175,7 @@ def test_failed_configs_hardly_become_parents(task):
 def test_elites_stay_parents_after_leaving_the_generation(task):
     space = task.space
     mother, father, children = distant_parents(space, 8)
-    tuner = make_tuner("ga", task, pop_size=4, elite_num=2, mutation_prob=0.0)
+    tuner = create_tuner("ga", task, pop_size=4, elite_num=2, mutation_prob=0.0)
     tuner.update([mother, father], measure(space, [mother, father]))
     newer = space.sample(random.Random(5), 4, exclude=lambda i: i in (mother.index, father.index))
     tuner.update(newer, failed(newer))  # a whole generation of failures pushes both out
@@ -192,7 +186,7 @@ def test_elites_stay_parents_after_leaving_the_generation(task):
 def test_mutation_changes_few_knobs_of_the_parent(task):
     space = task.space
     parent = space.sample(random.Random(2), 1)[0]
-    tuner = make_tuner("ga", task, mutation_prob=0.1)
+    tuner = create_tuner("ga", task, mutation_prob=0.1)
     tuner.update([parent], measure(space, [parent]))
     batch = tuner.next_batch(16)
     assert len(batch) == 16
@@ -205,7 +199,7 @@ def test_mutation_changes_few_knobs_of_the_parent(task):
 def test_ga_fills_from_random_samples_when_the_gene_pool_is_spent(task):
     space = task.space
     parent = space.sample(random.Random(2), 1)[0]
-    tuner = make_tuner("ga", task, mutation_prob=0.0)  # one parent, no mutation: no new child
+    tuner = create_tuner("ga", task, mutation_prob=0.0)  # one parent, no mutation: no new child
     tuner.update([parent], measure(space, [parent]))
     batch = tuner.next_batch(8)
     assert len(batch) == 8 and len({config.index for config in batch}) == 8
@@ -213,21 +207,21 @@ def test_ga_fills_from_random_samples_when_the_gene_pool_is_spent(task):
 
 
 def test_ga_keeps_proposing_when_everything_failed(task):
-    tuner = make_tuner("ga", task)
+    tuner = create_tuner("ga", task)
     batch = tuner.next_batch(16)
     tuner.update(batch, measure(task.space, batch, fail_every=1))
     assert len(tuner.next_batch(16)) == 16
 
 
 def test_resumed_ga_evolves_the_logged_population(task):
-    space, tuner, history, results = task.space, make_tuner("ga", task), [], []
+    space, tuner, history, results = task.space, create_tuner("ga", task), [], []
     for _ in range(5):
         batch = tuner.next_batch(32)
         history += batch
         results += measure(space, batch)
         tuner.update(batch, results[-32:])
 
-    resumed, fresh = make_tuner("ga", task, seed=1), make_tuner("ga", task, seed=1)
+    resumed, fresh = create_tuner("ga", task, seed=1), create_tuner("ga", task, seed=1)
     resumed.load_history(history, results)
 
     def median_cost(batch: list[Config]) -> float:

@@ -167,6 +167,7 @@ def test_scheduler_counts_an_operator_once_by_its_faster_algorithm(small_resnet,
     from autotune.engine import TuningSession
     from autotune.measure import LocalBuilder
     from autotune.measure.replay_runner import ReplayRunner
+    from autotune.options import TuneOptions
     from autotune.scheduler import TaskProgress, tune_model
 
     _, imported = small_resnet
@@ -195,7 +196,8 @@ def test_scheduler_counts_an_operator_once_by_its_faster_algorithm(small_resnet,
         replayed += [make_record(t.task, c, MeasureResult((seconds,))) for c in configs]
     log = tmp_path / "resnet.jsonl"
     with LocalBuilder() as builder:
-        result = tune_model(tasks, 48, log, "grid", builder, ReplayRunner(replayed), batch_size=4, first_batch=2)
+        result = tune_model(tasks, log, TuneOptions(48, "grid", batch_size=4, first_batch=2), builder=builder,
+                            runner=ReplayRunner(replayed))
     for state in result.tasks:
         if any(state.model_task is t for t in replaced):
             assert state.done and state.trials == 2, state.model_task.task

@@ -1,10 +1,9 @@
 """Search strategies, one per module, created by name through a lazy table."""
 from __future__ import annotations
 
-import importlib
-
 from typing import TYPE_CHECKING
 
+from autotune.factory import create, implementation
 from autotune.tuners.tuner import Tuner
 
 if TYPE_CHECKING:
@@ -20,14 +19,14 @@ TUNERS: dict[str, tuple[str, str]] = {
 }
 
 
-def create_tuner(tuner: str | Tuner, task: Task, seed: int = 0) -> Tuner:
-    """A tuner instance from its name (or the instance itself)."""
-    if isinstance(tuner, Tuner):
-        return tuner
-    if tuner not in TUNERS:
-        raise ValueError(f"unknown tuner {tuner!r}; known tuners: {', '.join(TUNERS)}")
-    module, name = TUNERS[tuner]
-    return getattr(importlib.import_module(module), name)(task, seed=seed)
+def tuner_class(name: str) -> type[Tuner]:
+    """The class of the tuner called `name` (imports its module)."""
+    return implementation(Tuner, TUNERS, name)
 
 
-__all__ = ["TUNERS", "Tuner", "create_tuner"]
+def create_tuner(tuner: str | Tuner, task: Task, seed: int = 0, **options) -> Tuner:
+    """A tuner for `task` from its name and options (the tuner's constructor keywords), or the instance itself."""
+    return create(Tuner, TUNERS, tuner, task, seed, **options)
+
+
+__all__ = ["TUNERS", "Tuner", "create_tuner", "tuner_class"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from autotune.measure.result import MeasureResult
 from schedules import Config
@@ -20,6 +19,9 @@ class Tuner(ABC):
     `visited` holds every index proposed or loaded from history, so a config is measured
     at most once per task, across resumed runs too.
     """
+
+    #: Whether `load_transfer` learns from other workloads' results (model-guided tuners).
+    transfers: ClassVar[bool] = False
 
     def __init__(self, task: Task, seed: int = 0):
         self.task = task
@@ -41,5 +43,10 @@ class Tuner(ABC):
         self.visited.update(config.index for config in configs)
 
     def load_history(self, configs: Sequence[Config], results: Sequence[MeasureResult]) -> None:
-        """Results from an earlier run of the same task (resume, transfer)."""
+        """Results from an earlier run of the same task (resume)."""
         self.update(configs, results)
+
+    def load_transfer(self, samples: Sequence[tuple[Task, Sequence[Config], Sequence[MeasureResult]]]) -> None:
+        """Results of other workloads of the same template (a task, its configs and results each),
+        learned from before the first batch. Only a tuner that `transfers` can use them."""
+        raise ValueError(f"tuner {type(self).__name__} does not learn across workloads; use the xgb tuner")

@@ -22,7 +22,7 @@ from autotune.featurize import TaskFeaturizer
 from autotune.measure.result import MeasureResult
 from autotune.task import Task
 from autotune.tuners.tuner import Tuner
-from cost_model import XGBCostModel
+from cost_model import CostModel, XGBCostModel
 from schedules import Config
 
 #: Fewer correct results than this and the model is not trusted yet: sample randomly.
@@ -30,6 +30,10 @@ MIN_TRAINING_RESULTS = 8
 
 
 class XGBTuner(Tuner):
+    """Model-guided search; `knob_model` and `program_model` are any CostModel (XGBoost with `objective` by default)."""
+
+    transfers = True
+
     def __init__(
         self,
         task: Task,
@@ -39,12 +43,14 @@ class XGBTuner(Tuner):
         n_steps: int = 100,
         epsilon: float = 0.1,
         rerank: int = 4,
+        knob_model: CostModel | None = None,
+        program_model: CostModel | None = None,
     ):
         super().__init__(task, seed)
         self.np_rng = np.random.default_rng(seed)
         self.n_chains, self.n_steps, self.epsilon, self.rerank = n_chains, n_steps, epsilon, rerank
-        self.knob_model = XGBCostModel(objective, seed=seed)
-        self.program_model = XGBCostModel(objective, seed=seed)
+        self.knob_model = knob_model or XGBCostModel(objective, seed=seed)
+        self.program_model = program_model or XGBCostModel(objective, seed=seed)
         self.featurizer = TaskFeaturizer(task)
         self._knob_rows: list[np.ndarray] = []
         self._full_rows: list[np.ndarray] = []
@@ -63,7 +69,7 @@ class XGBTuner(Tuner):
         self._retrain()
 
     def load_transfer(self, samples: Sequence[tuple[Task, Sequence[Config], Sequence[MeasureResult]]]) -> None:
-        """Results of other workloads of this template: the models start with their ranking."""
+        """The models start with the ranking of other workloads of this template."""
         for group, (task, configs, results) in enumerate(samples, start=1):
             self._add(TaskFeaturizer(task, self.featurizer.program), configs, results, group)
             self._n_ok += sum(r.ok for r in results)
