@@ -1,12 +1,17 @@
 """The command line as a user runs it: bad input, a real run, kill -9 and resume."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
+
+from autotune.cli.display import quiet_tvm
+from autotune.records import LogWarning
 
 CLI = [sys.executable, "-m", "autotune.cli"]
 
@@ -79,3 +84,48 @@ def test_kill_9_mid_run_loses_nothing_and_resume_measures_no_config_twice(tmp_pa
     indices = [line["config"]["index"] for line in lines]
     assert len(lines) == len(killed_at) + 8
     assert len(set(indices)) == len(indices)
+
+
+TVM_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] .*(Warning|BlockBuilder)|transform\.h:\d+", re.M)
+
+
+@pytest.fixture(scope="module")
+def bert_model(tmp_path_factory) -> str:
+    """The demo BERT-style encoder, whose Gather makes TVM's ONNX import log a C++ warning line per use."""
+    out = tmp_path_factory.mktemp("models")
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "make_models.py")
+    subprocess.run([sys.executable, script, "--only", "bert", "--out", str(out)], check=True, capture_output=True)
+    return str(out / "bert.onnx")
+
+
+def test_model_commands_hide_tvm_log_lines_unless_verbose(bert_model, tmp_path):
+    quiet = [
+        autotune("tasks", bert_model),
+        autotune("compile", bert_model, "-o", str(tmp_path / "bert.so")),
+        autotune("tune", bert_model, "--trials", "2", "--tuner", "random", "--log", str(tmp_path / "b.jsonl"),
+                 "--repeat", "1", "--min-repeat-ms", "1"),
+    ]
+    for done in quiet:
+        assert done.returncode == 0, done.stderr
+        assert not TVM_LINE.search(done.stderr), done.stderr
+        assert "importing" in done.stderr  # the command's own lines still show
+    verbose = autotune("tasks", bert_model, "--verbose")
+    assert verbose.returncode == 0 and verbose.stdout == quiet[0].stdout
+    assert len(re.findall(r"transform\.h:\d+: Warning: Fast mode segfaults", verbose.stderr)) >= 2
+
+
+def test_quiet_tvm_hides_native_and_library_output_and_restores_the_process(capfd):
+    before = (warnings.showwarning, warnings.formatwarning, list(warnings.filters))
+    with quiet_tvm(verbose=False):
+        os.write(2, b"[00:00:00] native.cc:1: Warning: written past Python\n")
+        warnings.warn_explicit("a library's warning", UserWarning, "tvm/relax/x.py", 1, module="tvm.relax.x")
+        warnings.warn("2 corrupt lines", LogWarning)
+        print("our own line", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert err == "warning: 2 corrupt lines\nour own line\n"
+    assert (warnings.showwarning, warnings.formatwarning, list(warnings.filters)) == before
+    with quiet_tvm(verbose=True):
+        os.write(2, b"native line\n")
+        warnings.warn_explicit("a library's warning", UserWarning, "tvm/relax/x.py", 1, module="tvm.relax.x")
+    err = capfd.readouterr().err
+    assert "native line" in err and "tvm/relax/x.py:1: UserWarning: a library's warning" in err
