@@ -1,6 +1,7 @@
 """Learned cost models that rank candidate configs (features in, scores out).
 
-Works on numbers and TVM objects only: it imports neither `schedules` nor `autotune`.
+Works on numbers and TVM objects only: it imports neither `schedules` nor `autotune`
+(TVM internals it needs come from `targets.tvm_compat`).
 """
 from cost_model.base import CostModel
 from cost_model.features import ProgramFeaturizer

@@ -1,6 +1,7 @@
 """What the user sees: progress lines, notes on stderr, and TVM's own output kept out of the way."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def _fd2_to(target: IO[bytes]) -> Iterator[None]:
     try:
         yield
     finally:
+        gc.collect()  # C++ objects freed with a Python cycle (an exception's traceback) log from their destructors
         terminal.flush()
         sys.stderr = previous
         os.dup2(saved, 2)
