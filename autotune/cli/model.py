@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autotune.cli.common import UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, \
-    run_tuning, tune_options
+from autotune.cli.common import (
+    UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning, tune_options,
+)
 from autotune.cli.display import ModelProgressLine, note
 from targets import Device
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from autotune.cli.common import UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, \
-    run_tuning, tune_options
+from autotune.cli.common import (
+    UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning, tune_options,
+)
 from autotune.cli.display import ProgressLine, note
 from autotune.engine import tune_task
 from autotune.task import Task
