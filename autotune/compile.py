@@ -78,7 +78,8 @@ def call_counts(module: tvm.IRModule) -> Counter:
 
 
 def extract_tasks(module: tvm.IRModule, device: Device, registry: TemplateRegistry | None = None) -> list[ModelTask]:
-    """One task per distinct workload a template recognises, heaviest (FLOPs x calls) first."""
+    """One task per distinct workload a template recognises, heaviest (FLOPs x calls) first; each
+    carries the first function of its workload, which tuning builds and times."""
     registry = registry or default_registry()
     counts = call_counts(module)
     tasks: dict[tuple[str, str], ModelTask] = {}
@@ -87,7 +88,7 @@ def extract_tasks(module: tvm.IRModule, device: Device, registry: TemplateRegist
         if matched is None:
             continue
         template, workload = matched
-        entry = tasks.setdefault((template.name, workload.key), ModelTask(Task(template, workload, device)))
+        entry = tasks.setdefault((template.name, workload.key), ModelTask(Task(template, workload, device, func)))
         entry.functions.append(name)
         entry.calls += counts[name]
     return sorted(tasks.values(), key=lambda t: -t.flops)

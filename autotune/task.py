@@ -5,6 +5,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from tvm import tirx
+
 from autotune.measure.result import MeasureInput
 from autotune.records import Record, same_machine
 from schedules import Config, ConfigSpace, Template, TemplateRegistry, Workload, default_registry
@@ -13,9 +15,13 @@ from targets import Device, get_device
 
 @dataclass(frozen=True, eq=False)
 class Task:
+    """A workload, the template that schedules it, the device; for a model's task, also the model's
+    own function the template schedules (`function`), which is what tuning then builds and times."""
+
     template: Template
     workload: Workload
     device: Device
+    function: tirx.PrimFunc | None = None
 
     @classmethod
     def create(
@@ -44,7 +50,7 @@ class Task:
         return self.template.flops(self.workload)
 
     def measure_input(self, config: Config) -> MeasureInput:
-        return MeasureInput(self.template, self.workload, config, self.device)
+        return MeasureInput(self.template, self.workload, config, self.device, self.function)
 
     def matches(self, record: Record) -> bool:
         """Whether a log record was measured for this task (same workload, device, CPU and template version)."""
