@@ -223,12 +223,10 @@ def schedule_model(
 
 def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tuple[tirx.PrimFunc | None, str | None]:
     """`func` scheduled with `config`; or None and why the template could not apply it there."""
-    sch = s_tir.Schedule(func)
     try:
-        task.template.apply(sch, task.workload, config, task.device)
+        return task.template.schedule(task.workload, config, task.device, func), None
     except Exception as error:  # noqa: BLE001 - a config that fails on one function falls back, reported in the coverage
         return None, first_line(error)
-    return sch.mod["main"], None
 
 
 

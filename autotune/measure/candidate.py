@@ -20,18 +20,14 @@ from schedules.matching import LAYOUT_REWRITE_PREPROC, top_blocks
 
 def scheduled_function(inp: MeasureInput) -> tirx.PrimFunc:
     """The candidate's PrimFunc: the model's function (or the template's compute) scheduled with its config."""
-    if inp.function is None:
-        return inp.template.schedule(inp.workload, inp.config, inp.device)
-    sch = s_tir.Schedule(inp.function.with_attr("global_symbol", "main"))
-    inp.template.apply(sch, inp.workload, inp.config, inp.device)
-    return sch.mod["main"]
+    return inp.template.schedule(inp.workload, inp.config, inp.device, inp.function)
 
 
 def candidate_module(inp: MeasureInput) -> tuple[tvm.IRModule, tuple[PackedArg, ...]]:
     """The module to build: "main" without its weight packs, a "prepack_<i>" function per packed argument i."""
     func = scheduled_function(inp)
     if not _packs_weights(func):
-        return tvm.IRModule({"main": func}), ()
+        return tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), ()
     builder = relax.BlockBuilder()
     callee = builder.add_func(func.without_attr("global_symbol"), "candidate")
     params = [relax.Var(f"arg{i}", _type(p)) for i, p in enumerate(func.params[:-1])]
