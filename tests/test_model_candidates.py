@@ -1,5 +1,7 @@
 """A model's task is tuned on the model's own function: its epilogue fused, its weight packed once, untimed."""
+import copy
 import os
+import random
 import sys
 
 import numpy as np
@@ -9,7 +11,7 @@ from onnx import TensorProto, helper
 
 from autotune.compile import extract_tasks
 from autotune.measure import ErrorKind, LocalBuilder, LocalRunner, TimingOptions
-from autotune.measure.candidate import candidate_module
+from autotune.measure.candidate import candidate_module, scheduled_function
 from autotune.model import load_onnx
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
@@ -63,9 +65,18 @@ def test_tuning_measures_the_models_function_and_checks_it(projection_task):
     """The runner packs the weight, times the compute and checks it against the unscheduled function."""
     task = projection_task
     inputs = [task.measure_input(task.default_config)] + [task.measure_input(c) for c in
-                                                          task.space.sample(__import__("random").Random(1), 2)]
+                                                          task.space.sample(random.Random(1), 2)]
     with LocalBuilder(n_workers=2, timeout=60) as builder, LocalRunner(TimingOptions(repeat=2, min_repeat_ms=5)) as runner:
         builds = builder.build(inputs)
         assert all(b.packed for b in builds)
         results = runner.run(inputs, builds)
     assert [r.error for r in results] == [ErrorKind.NONE] * 3, [r.message for r in results]
+
+
+def test_scheduling_leaves_the_models_function_as_it_was(projection_task):
+    """Every config starts from the same function (a schedule of a function made from it with `with_attr` changed it)."""
+    task = projection_task
+    before = copy.deepcopy(task.function)
+    for config in [task.default_config] + task.space.sample(random.Random(3), 4):
+        scheduled_function(task.measure_input(config))
+    tvm.ir.assert_structural_equal(task.function, before)
