@@ -1,26 +1,29 @@
 """Pre-tuned packs: distilled tuning logs shipped inside the package.
 
 A pack is a JSON-lines log in `autotune/packs/` holding the best config per workload for
-one device preset and CPU (e.g. `host-znver5.jsonl`). Compiling looks a task up in the
-user's logs, then in the packs valid for the device, then falls back to the template's
-default (`best_config`).
+one device preset and CPU (e.g. `host-znver5.jsonl`). It serves its own CPU exactly, and,
+as the nearest pack, every other CPU of the same kind (`targets.cpu_kind`: architecture,
+widest vector extension and width; a Zen 4 gets a Zen 5's configs, an AVX2 or ARM CPU
+does not). Compiling looks a task up in the user's logs, then exact packs, then nearest
+packs, then falls back to the template's default (`best_config`).
 """
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autotune.log.jsonl import load_records, write_log
 from autotune.log.key import cpu_of
 from autotune.log.record import Record
+from autotune.log.spaces import Spaces, device_on, reindexed
 from autotune.log.store import MemoryStore, RecordStore
 from autotune.log.validate import validate
 from autotune.task import Task
-from schedules import Config
-from targets import Device
+from schedules import Config, default_registry
+from targets import Device, cpu_kind
 
 PACK_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packs")
 
@@ -61,9 +64,38 @@ def list_packs(folder: str = PACK_DIR) -> list[Pack]:
 
 
 def pack_records(device: Device, folder: str = PACK_DIR) -> list[PackRecords]:
-    """The packs valid for `device` (same preset and CPU); others are skipped silently: they are for other machines."""
-    return [PackRecords(pack, False, MemoryStore(validate(pack.path, device).usable())) for pack in list_packs(folder)
-            if (pack.device, cpu_of(pack.target)) == (device.name, cpu_of(device.target))]
+    """The packs that serve `device`, exact ones (same preset and CPU) first, then the nearest (same kind of CPU).
+
+    Packs for other kinds of CPU are skipped silently: they are for other machines.
+    """
+    kind = cpu_kind(device.target)
+    exact, nearest = [], []
+    for pack in list_packs(folder):
+        if (pack.device, cpu_of(pack.target)) == (device.name, cpu_of(device.target)):
+            exact.append(PackRecords(pack, False, MemoryStore(validate(pack.path, device).usable())))
+        elif kind is not None and cpu_kind(pack.target) == kind:
+            nearest.append(PackRecords(pack, True, MemoryStore(_adopted(pack, device))))
+    return exact + nearest
+
+
+def _adopted(pack: Pack, device: Device) -> list[Record]:
+    """A nearest pack's valid records as `device`'s: its preset and target, each config re-indexed in its space.
+
+    Re-keyed so that `device`'s tasks find them; configs that are no point of this device's
+    space (other knobs, other vector lengths) are dropped. `PackRecords.nearest` says where
+    they came from.
+    """
+    own = device_on(pack.device, pack.target)
+    if own is None:
+        return []
+    registry, spaces, adopted = default_registry(), Spaces(device), []
+    for record in validate(pack.path, own).usable():
+        try:
+            config = reindexed(spaces.space(registry.by_name(record.template), record, device), record.config["knobs"])
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue
+        adopted.append(replace(record, device=device.name, target=dict(device.target), config=config))
+    return adopted
 
 
 def best_config(
