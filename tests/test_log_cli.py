@@ -103,7 +103,8 @@ def test_packs_come_after_the_users_logs_and_before_defaults(bert, host, tmp_pat
     assert [(p.pack.name, p.nearest) for p in from_pack] == [("host-test", False)]
     assert len(list(from_pack[0].store)) == len(tasks)
     _, coverage = schedule_model(module, host, records[:1], packs=from_pack)
-    assert len(coverage.tuned) == len(tasks) and coverage.from_packs == {"the pack host-test": [str(t.task.workload) for t in tasks[1:]]}
+    assert len(coverage.tuned) == len(tasks)
+    assert coverage.from_packs == {"the pack host-test": [str(t.task.workload) for t in tasks[1:]]}
     assert packs.pack_records(get_device("cortex-a72"), folder) == []
     with pytest.raises(ValueError, match="pack name"):
         packs.build_pack("../evil", records, folder)

@@ -54,7 +54,8 @@ def bert(onnx_bert):
 @pytest.fixture(scope="module")
 def other_cpu(host):
     """Another CPU name of this machine's kind: where the pack pretends to come from."""
-    name = next((c for c in CPUS if c != host.target["mcpu"] and cpu_kind({**host.target, "mcpu": c}) == cpu_kind(host.target)), None)
+    kind = cpu_kind(host.target)
+    name = next((c for c in CPUS if c != host.target["mcpu"] and cpu_kind({**host.target, "mcpu": c}) == kind), None)
     if name is None:
         pytest.skip(f"no other CPU of this machine's kind ({cpu_kind(host.target)}) in the list")
     return name
@@ -64,7 +65,8 @@ def other_cpu(host):
 def pack_from_another_cpu(bert, host, other_cpu, tmp_path_factory):
     """(folder, records): a pack of the model's tasks tuned (made-up costs) on `other_cpu`, and the same records here."""
     tasks = extract_tasks(bert, host)
-    here = [make_record(t.task, config, MeasureResult(((n + 1) * 1e-4,))) for t in tasks for n, config in enumerate(_configs(t.task))]
+    here = [make_record(t.task, config, MeasureResult(((n + 1) * 1e-4,)))
+            for t in tasks for n, config in enumerate(_configs(t.task))]
     folder = tmp_path_factory.mktemp("packs")
     there = [dataclasses.replace(r, target={**r.target, "mcpu": other_cpu}) for r in here]
     packs.build_pack(f"host-{other_cpu}", there, folder)
@@ -94,7 +96,7 @@ def test_a_pack_of_another_cpu_of_this_kind_compiles_this_model_as_the_nearest_p
     np.testing.assert_allclose(with_pack, without, rtol=1e-4, atol=1e-4)
 
 
-def test_the_exact_pack_comes_before_the_nearest_and_user_logs_before_both(bert, host, other_cpu, pack_from_another_cpu, tmp_path):
+def test_the_exact_pack_comes_before_the_nearest_and_user_logs_before_both(bert, host, pack_from_another_cpu, tmp_path):
     folder, here = pack_from_another_cpu
     packs.build_pack("a-nearest", load_records(packs.list_packs(folder)[0].path), tmp_path / "packs")
     packs.build_pack("z-exact", here, tmp_path / "packs")

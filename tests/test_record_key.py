@@ -63,7 +63,8 @@ def test_merge_and_distill_keep_both_machines_and_each_finds_its_own_configs(mac
 
 
 def test_summary_shows_each_machine_as_its_own_row(machines, configs, tmp_path):
-    write_log(tmp_path / "both.jsonl", machine_log(machines["znver4"], configs, 0) + machine_log(machines["znver5"], configs, 3))
+    both = machine_log(machines["znver4"], configs, 0) + machine_log(machines["znver5"], configs, 3)
+    write_log(tmp_path / "both.jsonl", both)
     summary = autotune_cli("log", "summary", tmp_path / "both.jsonl")
     rows = summary.stdout.splitlines()[2:]
     assert len(rows) == 4 and sum("znver4" in row for row in rows) == 2

@@ -1,7 +1,8 @@
 """The log line's format as data: `schema/<version>/record.schema.json`, one JSON Schema per version.
 
-A new format is a new folder (and a converter), not an edit of checks in code. Each constrained field's `description` says what it must be,
-which makes the one-line reason of a rejected line ("result.costs is not a list of numbers").
+A new format is a new folder (and a converter), not an edit of checks in code. Each
+constrained field's `description` says what it must be, which makes the one-line reason
+of a rejected line ("result.costs is not a list of numbers").
 """
 from __future__ import annotations
 

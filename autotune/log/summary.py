@@ -41,7 +41,7 @@ def _summary_row(s: WorkloadSummary) -> tuple[str, ...]:
 
 
 def summarize(records: Iterable[Record]) -> list[WorkloadSummary]:
-    """Per record key (workload, template version, device, CPU): trials, errors by kind, best cost and knobs, first-seen order."""
+    """Per record key (workload, template version, device, CPU): trials, errors, best cost and knobs, first seen first."""
     summaries: dict[RecordKey, WorkloadSummary] = {}
     for record in records:
         summary = summaries.get(record.key)
