@@ -9,7 +9,7 @@ import warnings
 from autotune.engine import DeviceLostError, Progress, tune_task
 from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
 from autotune.measure.rpc_runner import RPCRunner, Tracker
-from autotune.records import LogWarning
+from autotune.log.jsonl import LogWarning
 from autotune.task import Task
 from autotune.tuners import TUNERS
 from targets import Device
@@ -249,7 +249,7 @@ def open_model(args: argparse.Namespace):
 
 def read_logs(paths: list[str] | None, device: Device) -> list:
     """The usable records of the given logs; one line per log that has unusable ones."""
-    from autotune.logbook import validate
+    from autotune.log.validate import validate
 
     records = []
     for path in paths or []:
@@ -341,7 +341,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from autotune.compile import compile_model, export_model, load_model, lower_for_logs, schedule_model, thread_pool_for
     from autotune.model import input_dtypes
-    from autotune.packs import pack_records
+    from autotune.log.packs import pack_records
 
     model, shapes, imported, module, device = open_model(args)
     records, packs = read_logs(args.log, device), pack_records(device)
@@ -367,7 +367,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from autotune.bench import ORTRunner, VMRunner, compare, onnxruntime_available, random_inputs
     from autotune.compile import compile_model, lower_for_logs, schedule_model
-    from autotune.packs import pack_records
+    from autotune.log.packs import pack_records
 
     model, shapes, imported, module, device = open_model(args)
     if device.cross_compiler or device.family != "cpu":
@@ -397,40 +397,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from autotune import logbook
+    from autotune.log.jsonl import write_log
+    from autotune.log.merge import distill, merge
+    from autotune.log.summary import summarize, summary_lines
+    from autotune.log.upgrade import upgrade
+    from autotune.log.validate import validate
     from targets import get_device
 
     for path in args.logs:
         check_readable(path)
     if args.verb == "summary":
-        print("\n".join(logbook.summary_lines(logbook.summarize(logbook.merge(args.logs)))))
+        print("\n".join(summary_lines(summarize(merge(args.logs)))))
         return 0
     if args.verb == "validate":
         try:
             device = get_device(args.device) if args.device else None
         except ValueError as error:
             raise UsageError(str(error)) from None
-        reports = [logbook.validate(path, device) for path in args.logs]
+        reports = [validate(path, device) for path in args.logs]
         print("\n\n".join(str(report) for report in reports))
         return 0 if all(report.ok for report in reports) else 1
     if not args.output:
         raise UsageError(f"log {args.verb} needs -o/--output")
     if args.verb == "merge":
-        records = logbook.merge(args.logs)
+        records = merge(args.logs)
     elif args.verb == "distill":
         if args.top < 1:
             raise UsageError(f"--top must be positive, got {args.top}")
-        records = logbook.distill(logbook.merge(args.logs), args.top)
+        records = distill(merge(args.logs), args.top)
     else:  # upgrade
-        records, report = logbook.upgrade(logbook.merge(args.logs))
+        records, report = upgrade(merge(args.logs))
         print(report)
-    lines = logbook.write_log(args.output, records)
+    lines = write_log(args.output, records)
     print(f"wrote {lines} records to {args.output}")
     return 0
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from autotune import logbook, packs
+    from autotune.log import packs
+    from autotune.log.merge import distill, merge
 
     if args.verb == "list":
         found = packs.list_packs()
@@ -444,7 +449,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     for path in args.logs:
         check_readable(path)
     try:
-        path = packs.build_pack(args.name, logbook.distill(logbook.merge(args.logs), args.top))
+        path = packs.build_pack(args.name, distill(merge(args.logs), args.top))
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(f"wrote {path}")

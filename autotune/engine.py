@@ -4,14 +4,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import tvm
 
 from autotune import __version__
 from autotune.measure import Builder, ErrorKind, LocalBuilder, LocalRunner, MeasureResult, Runner
-from autotune.records import Record, RecordLog, load_records
+from autotune.log.jsonl import JsonLinesStore, load_records
+from autotune.log.record import Record
+from autotune.log.store import RecordStore, as_store
 from autotune.task import Task
 from autotune.tuners import Tuner, create_tuner
 from schedules import Config
@@ -87,11 +89,12 @@ class TuningSession:
     and log among them.
     """
 
-    def __init__(self, task: Task, tuner: str | Tuner = "xgb", history: list[Record] = (), seed: int = 0,
-                 transfer: list[Record] = ()):
+    def __init__(self, task: Task, tuner: str | Tuner = "xgb", history: RecordStore | Iterable[Record] = (),
+                 seed: int = 0, transfer: RecordStore | Iterable[Record] = ()):
         start = time.perf_counter()
         self.task = task
         self.search = create_tuner(tuner, task, seed)
+        history = as_store(history)
         pairs = task.history(history)
         if pairs:
             self.search.load_history([c for c, _ in pairs], [r.result for _, r in pairs])
@@ -99,7 +102,7 @@ class TuningSession:
             if not hasattr(self.search, "load_transfer"):
                 raise ValueError(f"tuner {type(self.search).__name__} does not learn across workloads; use the xgb tuner")
             self.search.load_transfer(transfer_samples(task, transfer))
-        best = task.best(r for _, r in pairs)
+        best = task.best(history)
         self.best_config, self.best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
         self.resumed = len(pairs)
         self.measured = self.errors = self.since_improvement = 0
@@ -109,7 +112,7 @@ class TuningSession:
         #: the template's default goes first, so a tuned model is never slower than an untuned one
         self._default_pending = all(c.index != task.default_config.index for c, _ in pairs)
 
-    def step(self, n: int, builder: Builder, runner: Runner, writer: RecordLog | None) -> int:
+    def step(self, n: int, builder: Builder, runner: Runner, writer: RecordStore | None) -> int:
         """Measure up to `n` new configs, logging each as it arrives; returns how many (0: space exhausted)."""
         round_start = time.perf_counter()
         batch = self._next_batch(n)
@@ -127,7 +130,7 @@ class TuningSession:
             record = make_record(self.task, batch[position], result)
             with lock:
                 if writer:
-                    writer.append(record)
+                    writer.add(record)
                 logged[position] = record
 
         results = runner.run(inputs, builder.build(inputs), log_result)
@@ -189,12 +192,16 @@ def tune_task(
     if n_trials < 1:
         raise ValueError(f"trials must be positive, got {n_trials}")
     start = time.perf_counter()
-    session = TuningSession(task, tuner, load_records(log) if log else [], seed,
-                            load_records(transfer_log) if transfer_log else [])
+    writer = JsonLinesStore(log) if log else None  # loads the log to resume it, then appends each result
+    try:
+        session = TuningSession(task, tuner, writer or (), seed, load_records(transfer_log) if transfer_log else [])
+    except BaseException:
+        if writer:
+            writer.close()
+        raise
     own_builder, own_runner = builder is None, runner is None
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
-    writer = RecordLog(log) if log else None
     try:
         while session.measured < n_trials:
             if not session.step(min(batch_size, n_trials - session.measured), builder, runner, writer):
@@ -214,15 +221,12 @@ def tune_task(
     return session.result(time.perf_counter() - start)
 
 
-def transfer_samples(task: Task, records: list[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:
-    """Results of other workloads of `task`'s template and device, grouped by workload."""
-    by_workload: dict = {}
-    for record in records:
-        if (record.template, record.template_version, record.device) == (task.template.name, task.template.version, task.device.name) and record.workload != task.workload:
-            by_workload.setdefault(record.workload, []).append(record)
-    samples = []
-    for workload, group in by_workload.items():
-        other = Task(task.template, workload, task.device)
-        pairs = other.history(group)[:per_workload]
-        samples.append((other, [c for c, _ in pairs], [r.result for _, r in pairs]))
+def transfer_samples(task: Task, records: RecordStore | Iterable[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:
+    """Results of other workloads of `task`'s template version, device and CPU, grouped by workload."""
+    store, samples = as_store(records), []
+    for key in store.keys():
+        if key.workload != task.key.workload and key.with_workload(task.key.workload) == task.key:
+            other = Task(task.template, store.configs(key)[0].workload, task.device)
+            pairs = other.history(store)[:per_workload]
+            samples.append((other, [c for c, _ in pairs], [r.result for _, r in pairs]))
     return samples

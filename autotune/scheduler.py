@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from autotune.compile import ModelTask
 from autotune.engine import TuningSession
 from autotune.measure import Builder, LocalBuilder, LocalRunner, Runner
-from autotune.records import RecordLog, load_records
+from autotune.log.jsonl import JsonLinesStore
 
 
 @dataclass
@@ -107,15 +107,18 @@ def tune_model(
     if n_trials < 1:
         raise ValueError(f"trials must be positive, got {n_trials}")
     start = time.perf_counter()
-    history = load_records(log) if os.path.exists(log) else []
-    states = [TaskProgress(t, TuningSession(t.task, tuner, history, seed)) for t in tasks]
+    writer = JsonLinesStore(log)  # loads the log to resume it, then appends each result
+    try:
+        states = [TaskProgress(t, TuningSession(t.task, tuner, writer, seed)) for t in tasks]
+    except BaseException:
+        writer.close()
+        raise
     for state in states:
         if state.session.best_cost < float("inf"):
             state.best_history.append(state.session.best_cost)
     own_builder, own_runner = builder is None, runner is None
     builder = builder or LocalBuilder()
     runner = runner or LocalRunner()
-    writer = RecordLog(log)
     progress = ModelProgress(states, 0, n_trials, 0.0)
     try:
         while progress.measured < n_trials:

@@ -25,7 +25,7 @@ from zoo import ZOO  # noqa: E402
 from autotune.compile import extract_tasks, prepack_weights, primfuncs, schedule_model  # noqa: E402
 from autotune.measure import LocalBuilder, LocalRunner  # noqa: E402
 from autotune.model import load_onnx  # noqa: E402
-from autotune.records import load_records  # noqa: E402
+from autotune.log.jsonl import load_records  # noqa: E402
 from targets import get_device  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from autotune.compile import (compile_model, export_model, extract_tasks, load_m
 from autotune.engine import make_record
 from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
 from autotune.model import load_onnx, resolve_shapes
-from autotune.records import load_records
+from autotune.log.jsonl import load_records
 from autotune.scheduler import tune_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
