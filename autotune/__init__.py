@@ -22,8 +22,8 @@ from autotune.compile import (  # noqa: E402
     compile_model, export_model, extract_tasks, load_model, lower_for_logs, schedule_model, with_alternatives,
 )
 from autotune.model import import_onnx, load_onnx, lower  # noqa: E402
+from autotune.log.jsonl import load_records  # noqa: E402
 from autotune.options import TuneOptions  # noqa: E402
-from autotune.records import load_records  # noqa: E402
 from autotune.scheduler import tune_model  # noqa: E402
 from autotune.task import Task  # noqa: E402
 

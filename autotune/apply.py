@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from tvm import tirx
 
-from autotune.records import load_records
+from autotune.log.jsonl import load_records
+from autotune.log.store import MemoryStore
 from autotune.task import Task
 from schedules import Config
 
@@ -19,8 +20,7 @@ class FallbackWarning(UserWarning):
 def best_config(logs: str | os.PathLike | Sequence[str | os.PathLike], task: Task) -> tuple[Config, bool]:
     """The best logged config of `task` and True, or its default config and False."""
     paths = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
-    records = [record for path in paths for record in load_records(path)]
-    best = task.best(records)
+    best = task.best(MemoryStore(record for path in paths for record in load_records(path)))
     return (best[0], True) if best else (task.default_config, False)
 
 

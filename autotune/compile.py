@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import tvm
@@ -22,7 +22,9 @@ from tvm import relax, s_tir, tirx
 
 from autotune.layout_plan import PLAIN_LAYOUT_ATTR
 from autotune.model import first_line, lower
-from autotune.records import Record
+from autotune.log.packs import PackRecords, best_config
+from autotune.log.record import Record
+from autotune.log.store import as_store
 from autotune.task import Task
 from schedules import Config, Template, TemplateRegistry, Workload, default_registry
 from schedules.default import schedule_default
@@ -79,7 +81,8 @@ def call_counts(module: tvm.IRModule) -> Counter:
 
 
 def extract_tasks(module: tvm.IRModule, device: Device, registry: TemplateRegistry | None = None) -> list[ModelTask]:
-    """One task per distinct workload a template recognises, heaviest (FLOPs x calls) first."""
+    """One task per distinct workload a template recognises, heaviest (FLOPs x calls) first; each
+    carries the first function of its workload, which tuning builds and times."""
     registry = registry or default_registry()
     counts = call_counts(module)
     tasks: dict[tuple[str, str], ModelTask] = {}
@@ -88,7 +91,7 @@ def extract_tasks(module: tvm.IRModule, device: Device, registry: TemplateRegist
         if matched is None:
             continue
         template, workload = matched
-        entry = tasks.setdefault((template.name, workload.key), ModelTask(Task(template, workload, device)))
+        entry = tasks.setdefault((template.name, workload.key), ModelTask(Task(template, workload, device, func)))
         entry.functions.append(name)
         entry.calls += counts[name]
     return sorted(tasks.values(), key=lambda t: -t.flops)
@@ -108,12 +111,14 @@ def with_alternatives(tasks: list[ModelTask], registry: TemplateRegistry | None 
     return result
 
 
-def replaced_by_alternatives(tasks: list[ModelTask], records: Iterable[Record], packs: Iterable[Record] = ()) -> set[Workload]:
+def replaced_by_alternatives(
+    tasks: list[ModelTask], records: Iterable[Record], packs: Sequence[PackRecords] = ()
+) -> set[Workload]:
     """Workloads of the tasks whose logged alternative algorithm beat their own best config (logs first, then packs)."""
-    records, packs = list(records), list(packs)
+    records = as_store(records)
 
     def best_cost(task: Task) -> float:
-        best = task.best(records) or task.best(packs)
+        best = best_config(task, records, packs)
         return best[1].cost if best else float("inf")
 
     return {t.alternative_of.task.workload for t in tasks
@@ -124,7 +129,7 @@ def lower_for_logs(
     imported: tvm.IRModule,
     device: Device,
     records: Iterable[Record] = (),
-    packs: Iterable[Record] = (),
+    packs: Sequence[PackRecords] = (),
     registry: TemplateRegistry | None = None,
     lowered: tvm.IRModule | None = None,
 ) -> tuple[tvm.IRModule, list[ModelTask]]:
@@ -133,7 +138,7 @@ def lower_for_logs(
     Winograd's is the one alternative algorithm today (`lower`'s `winograd_convs`).
     `lowered`: `lower(imported)`, when the caller has it already.
     """
-    records, packs = list(records), list(packs)
+    records = as_store(records)
     module = lowered if lowered is not None else lower(imported)
     tasks = extract_tasks(module, device, registry)
     winograd_convs = replaced_by_alternatives(with_alternatives(tasks, registry), records, packs)
@@ -148,7 +153,7 @@ class Coverage:
     """How each PrimFunc of a compiled model was scheduled."""
 
     tuned: list[str] = field(default_factory=list)  # tasks with a logged config
-    from_packs: list[str] = field(default_factory=list)  # of which, configs from a pre-tuned pack
+    from_packs: dict[str, list[str]] = field(default_factory=dict)  # of which, per pack label, configs from a pack
     fallback: list[str] = field(default_factory=list)  # tasks on their template's default config
     default_schedule: list[str] = field(default_factory=list)  # functions no template owns
     unscheduled: list[str] = field(default_factory=list)  # functions nothing could schedule
@@ -157,7 +162,8 @@ class Coverage:
 
     def summary(self) -> str:
         total = len(self.tuned) + len(self.fallback)
-        packs = f" ({len(self.from_packs)} from pre-tuned packs)" if self.from_packs else ""
+        packs = ", ".join(f"{len(names)} from {label}" for label, names in self.from_packs.items())
+        packs = f" ({packs})" if packs else ""
         text = (f"coverage: {len(self.tuned)}/{total} tasks tuned{packs}, {len(self.fallback)} on default configs; "
                 f"{len(self.default_schedule)} other functions on default schedules")
         if self.failed:
@@ -181,17 +187,17 @@ def schedule_model(
     records: Iterable[Record] = (),
     registry: TemplateRegistry | None = None,
     tuned: bool = True,
-    packs: Iterable[Record] = (),
+    packs: Sequence[PackRecords] = (),
     tasks: list[ModelTask] | None = None,
 ) -> tuple[tvm.IRModule, Coverage]:
     """`module` with every PrimFunc scheduled: best logged configs (`tuned`), else defaults.
 
-    `packs` (pre-tuned records shipped with the package) serve the tasks that `records`
-    (the user's logs) do not cover, before the templates' defaults. `tasks`: the module's
+    `packs` (pre-tuned records shipped with the package, exact before nearest) serve the
+    tasks that `records` (the user's logs) do not cover, before the templates' defaults. `tasks`: the module's
     `extract_tasks`, when the caller has them already.
     """
     registry = registry or default_registry()
-    records, packs = list(records), list(packs)
+    records = as_store(records)
     target = device.tvm_target
     coverage = Coverage(plain_layout=[str(entry) for entry in (module.attrs or {}).get(PLAIN_LAYOUT_ATTR, [])])
     module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
@@ -200,11 +206,11 @@ def schedule_model(
         if model_task.alternative_of:  # another algorithm's task: this module does not compute it
             continue
         task = model_task.task
-        best = (task.best(records) or task.best(packs)) if tuned else None
+        best = best_config(task, records, packs) if tuned else None
         config = best[0] if best else task.default_config
         (coverage.tuned if best else coverage.fallback).append(str(task.workload))
-        if best and not task.best(records):
-            coverage.from_packs.append(str(task.workload))
+        if best and best[2]:
+            coverage.from_packs.setdefault(best[2].label, []).append(str(task.workload))
         for name in model_task.functions:
             func = module[name]
             scheduled[name], error = _apply(task, func, config)
@@ -223,12 +229,10 @@ def schedule_model(
 
 def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tuple[tirx.PrimFunc | None, str | None]:
     """`func` scheduled with `config`; or None and why the template could not apply it there."""
-    sch = s_tir.Schedule(func)
     try:
-        task.template.apply(sch, task.workload, config, task.device)
+        return task.template.schedule(task.workload, config, task.device, func), None
     except Exception as error:  # noqa: BLE001 - a config that fails on one function falls back, reported in the coverage
         return None, first_line(error)
-    return sch.mod["main"], None
 
 
 
@@ -259,7 +263,7 @@ def thread_pool_for(tasks: list[ModelTask], records: Iterable[Record]) -> tuple[
     runs with one thread pool, so it takes the setting of the task that costs the model
     the most time. None when the device has no such knobs or nothing was tuned.
     """
-    records = list(records)
+    records = as_store(records)
     weighted = []
     for model_task in tasks:
         best = model_task.task.best(records)

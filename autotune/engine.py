@@ -5,15 +5,17 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import tvm
 
 from autotune import __version__
+from autotune.log.jsonl import JsonLinesStore, load_records
+from autotune.log.record import Record
+from autotune.log.store import MemoryStore, RecordStore, as_store
 from autotune.measure import Builder, ErrorKind, MeasureResult, Runner, create_builder, create_runner
 from autotune.options import TuneOptions
-from autotune.records import Record, RecordLog, load_records
 from autotune.task import Task
 from autotune.tuners import Tuner, create_tuner
 from schedules import Config
@@ -89,17 +91,18 @@ class TuningSession:
     and log among them.
     """
 
-    def __init__(self, task: Task, tuner: str | Tuner = "xgb", history: list[Record] = (), seed: int = 0,
-                 transfer: list[Record] = ()):
+    def __init__(self, task: Task, tuner: str | Tuner = "xgb", history: RecordStore | Iterable[Record] = (),
+                 seed: int = 0, transfer: RecordStore | Iterable[Record] = ()):
         start = time.perf_counter()
         self.task = task
         self.search = create_tuner(tuner, task, seed)
+        history, transfer = as_store(history), as_store(transfer)
         pairs = task.history(history)
         if pairs:
             self.search.load_history([c for c, _ in pairs], [r.result for _, r in pairs])
-        if transfer:
+        if transfer.keys():  # a store is true even when empty
             self.search.load_transfer(transfer_samples(task, transfer))
-        best = task.best(r for _, r in pairs)
+        best = task.best(history)
         self.best_config, self.best_cost = (best[0], best[1].cost) if best else (None, float("inf"))
         self.resumed = len(pairs)
         self.measured = self.errors = self.since_improvement = 0
@@ -109,8 +112,8 @@ class TuningSession:
         #: the template's default goes first, so a tuned model is never slower than an untuned one
         self._default_pending = all(c.index != task.default_config.index for c, _ in pairs)
 
-    def step(self, n: int, builder: Builder, runner: Runner, writer: RecordLog | None) -> int:
-        """Measure up to `n` new configs, logging each as it arrives; returns how many (0: space exhausted)."""
+    def step(self, n: int, builder: Builder, runner: Runner, store: RecordStore) -> int:
+        """Measure up to `n` new configs, adding each to `store` as it arrives; returns how many (0: space exhausted)."""
         round_start = time.perf_counter()
         batch = self._next_batch(n)
         round_search = time.perf_counter() - round_start
@@ -126,8 +129,7 @@ class TuningSession:
                 return  # unmeasured: kept out of the log, so a resumed run measures it
             record = make_record(self.task, batch[position], result)
             with lock:
-                if writer:
-                    writer.append(record)
+                store.add(record)
                 logged[position] = record
 
         results = runner.run(inputs, builder.build(inputs), log_result)
@@ -166,30 +168,32 @@ class TuningSession:
                           elapsed, self.search_seconds, self.records, self.rounds)
 
 
-def open_sessions(tasks: Sequence[Task], log: str | os.PathLike | None, options: TuneOptions) -> list[TuningSession]:
-    """A session per task, resumed from `log` and warm-started from `options.transfer_log`."""
+def open_sessions(tasks: Sequence[Task], history: RecordStore, options: TuneOptions) -> list[TuningSession]:
+    """A session per task, resumed from `history` (the run's log) and warm-started from `options.transfer_log`."""
     if options.transfer_log is not None and not os.path.isfile(options.transfer_log):
         raise ValueError(f"no such transfer log: {os.fspath(options.transfer_log)!r}")
-    history = load_records(log) if log else []
-    transfer = load_records(options.transfer_log) if options.transfer_log else []
+    transfer = MemoryStore(load_records(options.transfer_log) if options.transfer_log else ())
     return [TuningSession(task, options.tuner, history, options.seed, transfer) for task in tasks]
 
 
 @contextlib.contextmanager
 def measurement(
     log: str | os.PathLike | None, builder: str | Builder = "local", runner: str | Runner = "local"
-) -> Iterator[tuple[Builder, Runner, RecordLog | None]]:
-    """The builder, runner and log writer of one run, single-operator or model.
+) -> Iterator[tuple[Builder, Runner, RecordStore]]:
+    """The builder, runner and record store of one run, single-operator or model.
 
-    A builder or runner given by name is made here and closed at the end, also on
-    Ctrl-C or an error; one given as an instance stays open for its owner to reuse.
+    The store is `log` itself (`JsonLinesStore`: loaded to resume the run, then each
+    result appended), or one in memory when there is no log file. A builder or runner
+    given by name is made here and closed at the end, also on Ctrl-C or an error; one
+    given as an instance stays open for its owner to reuse.
     """
     with contextlib.ExitStack() as stack:
+        store = stack.enter_context(JsonLinesStore(log) if log else MemoryStore())
         if isinstance(builder, str):
             builder = stack.enter_context(create_builder(builder))
         if isinstance(runner, str):
             runner = stack.enter_context(create_runner(runner))
-        yield builder, runner, stack.enter_context(RecordLog(log)) if log else None
+        yield builder, runner, store
 
 
 def tune_task(
@@ -208,10 +212,10 @@ def tune_task(
     """
     options = options or TuneOptions()
     start = time.perf_counter()
-    (session,) = open_sessions([task], log, options)
-    with measurement(log, builder, runner) as (builder, runner, writer):
+    with measurement(log, builder, runner) as (builder, runner, store):
+        (session,) = open_sessions([task], store, options)
         while session.measured < options.trials and not options.out_of_time(start):
-            if not session.step(min(options.batch_size, options.trials - session.measured), builder, runner, writer):
+            if not session.step(min(options.batch_size, options.trials - session.measured), builder, runner, store):
                 break  # the space is exhausted
             if on_progress:
                 on_progress(Progress(task, session.measured, options.trials, session.errors, session.best_cost,
@@ -221,15 +225,12 @@ def tune_task(
     return session.result(time.perf_counter() - start)
 
 
-def transfer_samples(task: Task, records: list[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:
-    """Results of other workloads of `task`'s template and device, grouped by workload."""
-    by_workload: dict = {}
-    for record in records:
-        if (record.template, record.template_version, record.device) == (task.template.name, task.template.version, task.device.name) and record.workload != task.workload:
-            by_workload.setdefault(record.workload, []).append(record)
-    samples = []
-    for workload, group in by_workload.items():
-        other = Task(task.template, workload, task.device)
-        pairs = other.history(group)[:per_workload]
-        samples.append((other, [c for c, _ in pairs], [r.result for _, r in pairs]))
+def transfer_samples(task: Task, records: RecordStore | Iterable[Record], per_workload: int = 500) -> list[tuple[Task, list, list]]:
+    """Results of other workloads of `task`'s template version, device and CPU, grouped by workload."""
+    store, samples = as_store(records), []
+    for key in store.keys():
+        if key.workload != task.key.workload and key.with_workload(task.key.workload) == task.key:
+            other = Task(task.template, store.configs(key)[0].workload, task.device)
+            pairs = other.history(store)[:per_workload]
+            samples.append((other, [c for c, _ in pairs], [r.result for _, r in pairs]))
     return samples

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from autotune.measure.candidate import scheduled_function, with_packs_unmarked
 from autotune.task import Task
 from cost_model.features import LENGTH as PROGRAM_LENGTH
 from cost_model.features import ProgramFeaturizer
@@ -33,7 +34,7 @@ class TaskFeaturizer:
         funcs, scheduled = [], []
         for config in missing:
             try:
-                funcs.append(self.task.template.schedule(self.task.workload, config, self.task.device))
+                funcs.append(with_packs_unmarked(scheduled_function(self.task.measure_input(config))))
                 scheduled.append(config.index)
             except Exception:  # noqa: BLE001 - a config that cannot be scheduled has no program
                 self._cache[config.index] = np.zeros(PROGRAM_LENGTH, np.float32)

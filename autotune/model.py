@@ -20,6 +20,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx import from_onnx
 
 from autotune import graph_rewrites
+from autotune.channel_padding import pad_channels
 from autotune.layout_plan import PLAIN_LAYOUT_ATTR, LayoutPlan, conv_description
 from autotune.onnx_fold import fold_constants, static_shapes
 from schedules import Workload
@@ -140,7 +141,7 @@ def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tv
         if not Conv2dWinogradCPU().serves(workload):
             raise ValueError(f"Winograd's algorithm cannot compute {workload} (a 3x3, stride-1 conv2d with an even output)")
     legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset(winograd_convs))
-    module = graph_rewrites.before_lowering(module)
+    module = pad_channels(graph_rewrites.before_lowering(module))
     kept_plain: dict[str, str] = {}
     node_names = {str(k): str(v) for k, v in (module.attrs or {}).get(ONNX_NAMES_ATTR, {}).items()}
     while True:  # each round keeps one more conv plain, until TVM's passes accept the plan

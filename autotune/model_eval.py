@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from autotune.featurize import TaskFeaturizer
-from autotune.records import load_records
+from autotune.log.jsonl import load_records
+from autotune.log.spaces import device_on
+from autotune.log.store import MemoryStore
 from autotune.task import Task
 from cost_model import XGBCostModel, spearman, top_k_recall
 from schedules import TemplateRegistry, default_registry
-from targets import get_device
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,21 @@ def evaluate_log(
     seed: int = 0,
     registry: TemplateRegistry | None = None,
 ) -> list[ModelQuality]:
-    """Per workload of the log: train on a random `train_fraction` of its records, rank the rest."""
+    """Per record key of the log: train on a random `train_fraction` of its configs, rank the rest.
+
+    Each key is evaluated on its own device preset and CPU (a log from another machine too).
+    """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train fraction must be between 0 and 1, got {train_fraction}")
     registry = registry or default_registry()
-    groups: dict = {}
-    for record in load_records(path):
-        groups.setdefault((record.template, record.workload, record.device), []).append(record)
-    qualities = []
-    for (template, workload, device), records in groups.items():
-        task = Task(registry.by_name(template), workload, get_device(device))
-        pairs = task.history(records)
+    store, qualities = MemoryStore(load_records(path)), []
+    for key in store.keys():
+        first = store.configs(key)[0]
+        device = device_on(key.device, first.target)
+        if device is None:
+            raise ValueError(f"the log's device {key.device!r} is no preset")
+        task = Task(registry.by_name(key.template), first.workload, device)
+        pairs = task.history(store)
         if len(pairs) < 4:
             continue
         random.Random(seed).shuffle(pairs)
@@ -54,7 +59,7 @@ def evaluate_log(
         model.fit(features[:cut], throughputs[:cut])
         predicted = model.predict(features[cut:])
         qualities.append(ModelQuality(
-            str(workload), cut, len(pairs) - cut,
+            str(first.workload), cut, len(pairs) - cut,
             spearman(predicted, throughputs[cut:]), top_k_recall(predicted, throughputs[cut:], k), k,
         ))
     return qualities

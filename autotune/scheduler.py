@@ -101,13 +101,13 @@ def tune_model(
     """Measure up to `options.trials` new configs over the model's tasks, resuming from `log`."""
     options = options or TuneOptions()
     start = time.perf_counter()
-    sessions = open_sessions([t.task for t in tasks], log, options)
-    states = [TaskProgress(t, session) for t, session in zip(tasks, sessions)]
-    for state in states:
-        if state.session.best_cost < float("inf"):
-            state.best_history.append(state.session.best_cost)
-    progress = ModelProgress(states, 0, options.trials, 0.0)
-    with measurement(log, builder, runner) as (builder, runner, writer):
+    with measurement(log, builder, runner) as (builder, runner, store):
+        sessions = open_sessions([t.task for t in tasks], store, options)
+        states = [TaskProgress(t, session) for t, session in zip(tasks, sessions)]
+        for state in states:
+            if state.session.best_cost < float("inf"):
+                state.best_history.append(state.session.best_cost)
+        progress = ModelProgress(states, 0, options.trials, 0.0)
         while progress.measured < options.trials and not options.out_of_time(start):
             active = [s for s in states if not s.done]
             if not active:
@@ -125,7 +125,7 @@ def tune_model(
                     break
                 state = max(active, key=lambda s: gains[id(s)])
             size = min(options.first_batch if fresh else options.batch_size, options.trials - progress.measured)
-            count = state.session.step(size, builder, runner, writer)
+            count = state.session.step(size, builder, runner, store)
             state.best_history.append(state.session.best_cost)
             state.done = count == 0 or state.session.since_improvement >= options.patience
             progress.measured += count

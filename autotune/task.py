@@ -5,17 +5,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from tvm import tirx
+
+from autotune.log.key import RecordKey
+from autotune.log.record import Record
+from autotune.log.store import RecordStore, as_store
 from autotune.measure.result import MeasureInput
-from autotune.records import Record, same_machine
 from schedules import Config, ConfigSpace, Template, TemplateRegistry, Workload, default_registry
 from targets import Device, get_device
 
 
 @dataclass(frozen=True, eq=False)
 class Task:
+    """A workload, the template that schedules it, the device; for a model's task, also the model's
+    own function the template schedules (`function`), which is what tuning then builds and times."""
+
     template: Template
     workload: Workload
     device: Device
+    function: tirx.PrimFunc | None = None
 
     @classmethod
     def create(
@@ -36,6 +44,11 @@ class Task:
         return self.template.space(self.workload, self.device)
 
     @cached_property
+    def key(self) -> RecordKey:
+        """The key of this task's records: its workload, template version, device and CPU."""
+        return RecordKey.of(self.workload, self.template, self.device)
+
+    @cached_property
     def default_config(self) -> Config:
         return self.template.default_config(self.workload, self.device, self.space)
 
@@ -44,17 +57,11 @@ class Task:
         return self.template.flops(self.workload)
 
     def measure_input(self, config: Config) -> MeasureInput:
-        return MeasureInput(self.template, self.workload, config, self.device)
+        return MeasureInput(self.template, self.workload, config, self.device, self.function)
 
     def matches(self, record: Record) -> bool:
-        """Whether a log record was measured for this task (same workload, device, CPU and template version)."""
-        return (
-            record.workload == self.workload
-            and record.device == self.device.name
-            and same_machine(record.target, self.device.target)
-            and record.template == self.template.name
-            and record.template_version == self.template.version
-        )
+        """Whether a log record was measured for this task (same workload, template version, device and CPU)."""
+        return record.key == self.key
 
     def config_of(self, record: Record) -> Config | None:
         """The record's config as a point of this task's space (None if it is not one)."""
@@ -63,20 +70,18 @@ class Task:
         except (ValueError, KeyError, TypeError, IndexError):
             return None
 
-    def history(self, records: Iterable[Record]) -> list[tuple[Config, Record]]:
-        """This task's records with their configs, skipping those that no longer fit the space."""
-        pairs = []
-        for record in records:
-            if self.matches(record):
-                config = self.config_of(record)
-                if config is not None:
-                    pairs.append((config, record))
-        return pairs
+    def history(self, records: RecordStore | Iterable[Record]) -> list[tuple[Config, Record]]:
+        """This task's configs with their kept records, skipping those that no longer fit the space."""
+        pairs = [(self.config_of(record), record) for record in as_store(records).configs(self.key)]
+        return [(config, record) for config, record in pairs if config is not None]
 
-    def best(self, records: Iterable[Record]) -> tuple[Config, Record] | None:
-        """The fastest correct measured config of this task, if any."""
-        measured = [(c, r) for c, r in self.history(records) if r.ok]
-        return min(measured, key=lambda pair: pair[1].cost, default=None)
+    def best(self, records: RecordStore | Iterable[Record]) -> tuple[Config, Record] | None:
+        """The fastest correct measured config of this task, if any (a store's index, not a scan)."""
+        for record in as_store(records).ranked(self.key):
+            config = self.config_of(record)
+            if config is not None:
+                return config, record
+        return None
 
     def gflops(self, seconds: float) -> float:
         return self.flops / seconds / 1e9 if seconds > 0 else 0.0

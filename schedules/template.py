@@ -1,6 +1,7 @@
 """What a schedule template is: a workload's computation, its knob space, and how a config schedules it."""
 from __future__ import annotations
 
+import copy
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -123,8 +124,12 @@ class Template(ABC):
         """Knob values of a config made by an older version of this template, or None when it cannot be converted."""
         return None
 
-    def schedule(self, wl: Workload, cfg: Config, device: Device) -> tirx.PrimFunc:
-        """The PrimFunc scheduled with `cfg`."""
-        sch = s_tir.Schedule(self.compute(wl))
+    def schedule(self, wl: Workload, cfg: Config, device: Device, function: tirx.PrimFunc | None = None) -> tirx.PrimFunc:
+        """`function` (a model's function of this workload; default: `compute(wl)`) scheduled with `cfg`.
+
+        A given function is scheduled on a copy: TVM 0.27's schedule can change the nodes it
+        shares with the function it was made from, which the next config would then meet.
+        """
+        sch = s_tir.Schedule(self.compute(wl) if function is None else copy.deepcopy(function))
         self.apply(sch, wl, cfg, device)
         return sch.mod["main"]

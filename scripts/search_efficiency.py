@@ -17,9 +17,11 @@ import os
 import statistics
 
 from autotune.engine import tune_task
-from autotune.measure import LocalBuilder, create_runner
+from autotune.log.jsonl import JsonLinesStore
+from autotune.log.key import config_id
+from autotune.log.replay import ReplayRunner
+from autotune.measure import LocalBuilder, LocalRunner
 from autotune.options import TuneOptions
-from autotune.records import RecordLog, load_records
 from autotune.task import Task
 
 
@@ -48,11 +50,9 @@ def main() -> None:
         op, shape = spec.split(":")
         task = Task.create(op, [int(d) for d in shape.split(",")])
         log = os.path.join(args.log_dir, f"{op}-{shape.replace(',', 'x')}.jsonl")
-        prior = [r for r in load_records(log) if task.matches(r)]
-        replay = create_runner("replay", records=prior, fallback=create_runner("local"))
-        logged = {r.config["index"] for r in prior}
         runs = {}
-        with LocalBuilder() as builder, RecordLog(log) as writer:
+        with LocalBuilder() as builder, JsonLinesStore(log) as store:
+            replay = ReplayRunner(store, fallback=LocalRunner())
             for tuner in tuners:
                 for seed in range(args.seeds):
                     before = replay.measured
@@ -61,13 +61,12 @@ def main() -> None:
                     result = tune_task(task, None, options, builder=builder, runner=replay)
                     runs[tuner, seed] = result
                     for record in result.records:
-                        if record.config["index"] not in logged:
-                            writer.append(record)
-                            logged.add(record.config["index"])
+                        if store.find_id(record.key, config_id(record.config)) is None:
+                            store.add(record)
                     print(f"{spec} {tuner} seed {seed}: best {result.best_gflops:.1f} GFLOPS, "
                           f"{replay.measured - before} new measurements, search {result.search_seconds:.1f}s "
                           f"of {result.elapsed:.1f}s", flush=True)
-        replay.close()
+            replay.close()
         best = max(r.best_gflops for r in runs.values())
         print(f"\n{spec}: best found by any tuner {best:.1f} GFLOPS; trials to reach 95% ({0.95 * best:.1f}):")
         means = {}

@@ -27,7 +27,7 @@ from zoo import ZOO  # noqa: E402
 from autotune.bench import ORTRunner, VMRunner, compare, random_inputs  # noqa: E402
 from autotune.compile import Coverage, compile_model, first_line, lower_for_logs, schedule_model  # noqa: E402
 from autotune.model import import_onnx, lower, resolve_shapes  # noqa: E402
-from autotune.records import load_records  # noqa: E402
+from autotune.log.jsonl import load_records  # noqa: E402
 from targets import get_device  # noqa: E402
 
 #: A model matches ONNX Runtime when its largest error is within both bounds.

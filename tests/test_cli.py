@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from autotune.cli.display import quiet_tvm
-from autotune.records import LogWarning
+from autotune.log.jsonl import LogWarning
 
 CLI = [sys.executable, "-m", "autotune.cli"]
 

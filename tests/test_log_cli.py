@@ -10,7 +10,8 @@ import onnx
 import pytest
 import tvm
 
-from autotune import logbook, packs
+from autotune.log import packs
+from autotune.log.merge import distill, merge
 from autotune.compile import extract_tasks, schedule_model
 from autotune.engine import make_record
 from autotune.measure import MeasureResult
@@ -84,7 +85,7 @@ def test_distilled_log_compiles_to_the_same_module(bert, host, tmp_path):
     merged = autotune_cli("log", "merge", tmp_path / "a.jsonl", tmp_path / "b.jsonl", "-o", tmp_path / "m.jsonl")
     distilled = autotune_cli("log", "distill", tmp_path / "m.jsonl", "-o", tmp_path / "d.jsonl")
     assert merged.returncode == 0 and distilled.returncode == 0, merged.stderr + distilled.stderr
-    small = logbook.merge([tmp_path / "d.jsonl"])
+    small = merge([tmp_path / "d.jsonl"])
     assert len(small) == len(tasks)
     full_module, _ = schedule_model(module, host, records)
     small_module, _ = schedule_model(module, host, small)
@@ -96,12 +97,14 @@ def test_packs_come_after_the_users_logs_and_before_defaults(bert, host, tmp_pat
     tasks = extract_tasks(module, host)
     records = full_log(tasks)
     folder = tmp_path / "packs"
-    packs.build_pack("host-test", logbook.distill(records), folder)
+    packs.build_pack("host-test", distill(records), folder)
     assert [p.name for p in packs.list_packs(folder)] == ["host-test"]
     from_pack = packs.pack_records(host, folder)
-    assert len(from_pack) == len(tasks)
+    assert [(p.pack.name, p.nearest) for p in from_pack] == [("host-test", False)]
+    assert len(list(from_pack[0].store)) == len(tasks)
     _, coverage = schedule_model(module, host, records[:1], packs=from_pack)
-    assert len(coverage.tuned) == len(tasks) and len(coverage.from_packs) == len(tasks) - 1
+    assert len(coverage.tuned) == len(tasks)
+    assert coverage.from_packs == {"the pack host-test": [str(t.task.workload) for t in tasks[1:]]}
     assert packs.pack_records(get_device("cortex-a72"), folder) == []
     with pytest.raises(ValueError, match="pack name"):
         packs.build_pack("../evil", records, folder)

@@ -1,14 +1,19 @@
 """Tuning logs as a product: merge, distill, summary, validate, upgrade and atomic writes."""
 import json
+import os
 import random
 from collections import Counter
 from dataclasses import replace
 
 import pytest
 
-from autotune.logbook import distill, merge, summarize, summary_lines, upgrade, validate, write_log
+from autotune.log.jsonl import load_records, write_log
+from autotune.log.merge import distill, merge
+from autotune.log.record import Record
+from autotune.log.summary import summarize, summary_lines
+from autotune.log.upgrade import upgrade
+from autotune.log.validate import validate
 from autotune.measure.result import ErrorKind
-from autotune.records import Record, load_records
 from autotune.task import Task
 from schedules import ConfigSpace, Template, Workload, default_registry
 
@@ -335,3 +340,26 @@ def test_write_log_round_trips_and_an_interrupted_write_leaves_the_old_log(tasks
 
 def _raise():
     raise RuntimeError("disk on fire")
+
+
+# -- the schema as data ----------------------------------------------------------------------------
+def test_the_schema_folder_of_the_written_version_knows_every_error_kind():
+    from autotune.log import schema
+    from autotune.log.record import SCHEMA_VERSION
+
+    assert os.path.isfile(os.path.join(schema.SCHEMA_DIR, str(SCHEMA_VERSION), "record.schema.json"))
+    kinds = schema.validator(SCHEMA_VERSION).schema["properties"]["result"]["properties"]["error"]["enum"]
+    assert kinds == [kind.value for kind in ErrorKind]
+
+
+def test_nan_costs_and_correct_lines_without_costs_are_corrupt(tasks, configs, tmp_path):
+    (t1, _), (c1, _) = tasks, configs
+    good = record(t1, c1[0])
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join([line(good), line(good).replace('"costs": [0.001]', '"costs": [NaN]'),
+                               line(good, result__costs=[]), line(good, result__costs=[-1.0])]) + "\n")
+    report = validate(path)
+    assert (report.valid, report.corrupt) == ([1], [2, 3, 4])
+    assert report.reasons[2] == "corrupt: not JSON (NaN is not a JSON value)"
+    assert report.reasons[3] == "corrupt: result.costs is not a non-empty list for a correct result"
+    assert report.reasons[4] == "corrupt: result.costs is not a non-negative cost in seconds"

@@ -45,7 +45,7 @@ CASES = {
     "kernel_3x1": (conv_chain(64, groups=1, kernel=(3, 1)), "pads differ"),
     "squeeze_excite_480_20": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=20), None),
     "squeeze_excite_480_26": (conv_chain(480, groups=1, kernel=(1, 1), size=1, out=26), None),
-    "channels_fit_no_block_45": (conv_chain(45, groups=1, kernel=(1, 1), size=7), "45 channels"),
+    "channels_padded_45_to_48": (conv_chain(45, groups=1, kernel=(1, 1), size=7), None),
 }
 
 

@@ -23,8 +23,8 @@ from autotune.compile import (compile_model, export_model, extract_tasks, load_m
 from autotune.engine import make_record
 from autotune.measure import LocalBuilder, LocalRunner, MeasureResult, TimingOptions
 from autotune.model import load_onnx, resolve_shapes
+from autotune.log.jsonl import load_records
 from autotune.options import TuneOptions
-from autotune.records import load_records
 from autotune.scheduler import tune_model
 from targets.tvm_compat import config_threadpool
 

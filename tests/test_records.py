@@ -9,8 +9,8 @@ import autotune
 from autotune.apply import FallbackWarning
 from autotune.engine import tune_task
 from autotune.measure import LocalBuilder, LocalRunner, TimingOptions
+from autotune.log.jsonl import JsonLinesStore, LogWarning, load_records
 from autotune.options import TuneOptions
-from autotune.records import LogWarning, RecordLog, load_records
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_record_round_trip(task, measure, tmp_path):
     builder, runner = measure
     result = tune_task(task, None, TuneOptions(2, "random"), builder=builder, runner=runner)
     path = tmp_path / "copy.jsonl"
-    with RecordLog(path) as writer:
+    with JsonLinesStore(path) as writer:
         writer.extend(result.records)
     loaded = load_records(path)
     assert [r.to_json() for r in loaded] == [r.to_json() for r in result.records]

@@ -16,6 +16,8 @@ from autotune.bench import random_inputs
 from autotune.compile import (compile_model, extract_tasks, replaced_by_alternatives, lower_for_logs, primfuncs,
                               schedule_model, with_alternatives)
 from autotune.engine import make_record
+from autotune.log.packs import Pack, PackRecords
+from autotune.log.store import MemoryStore
 from autotune.measure import MeasureResult
 from autotune.model import import_onnx, lower, resolve_shapes
 from autotune.task import Task
@@ -116,7 +118,8 @@ def test_compile_takes_the_algorithm_the_logs_measured_faster(small_resnet, host
     records = [logged(fast, 1e-4), logged(fast.alternative_of, 2e-4), logged(slow, 3e-4), logged(slow.alternative_of, 2e-4)]
     assert replaced_by_alternatives(tasks, records) == {fast.alternative_of.task.workload}
     # The user's log measured only the direct conv, a pre-tuned pack the Winograd one: still compared.
-    assert replaced_by_alternatives(tasks, [logged(fast.alternative_of, 2e-4)], packs=[logged(fast, 1e-4)]) == {
+    pack = PackRecords(Pack("host-test", "", "host"), False, MemoryStore([logged(fast, 1e-4)]))
+    assert replaced_by_alternatives(tasks, [logged(fast.alternative_of, 2e-4)], packs=[pack]) == {
         fast.alternative_of.task.workload}
     with pytest.raises(ValueError, match="cannot compute"):
         lower(imported, [t.task.workload for t in tasks if t.task.workload.op == "matmul"])
@@ -165,8 +168,8 @@ def test_cli_lists_the_alternatives_and_compiles_the_faster_algorithm(small_resn
 
 def test_scheduler_counts_an_operator_once_by_its_faster_algorithm(small_resnet, host, tmp_path):
     from autotune.engine import TuningSession
+    from autotune.log.replay import ReplayRunner
     from autotune.measure import LocalBuilder
-    from autotune.measure.replay_runner import ReplayRunner
     from autotune.options import TuneOptions
     from autotune.scheduler import TaskProgress, tune_model
 

@@ -7,40 +7,45 @@ from autotune.cli.common import UsageError, check_readable
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from autotune import logbook
+    from autotune.log.jsonl import write_log
+    from autotune.log.merge import distill, merge
+    from autotune.log.summary import summarize, summary_lines
+    from autotune.log.upgrade import upgrade
+    from autotune.log.validate import validate
     from targets import get_device
 
     for path in args.logs:
         check_readable(path)
     if args.verb == "summary":
-        print("\n".join(logbook.summary_lines(logbook.summarize(logbook.merge(args.logs)))))
+        print("\n".join(summary_lines(summarize(merge(args.logs)))))
         return 0
     if args.verb == "validate":
         try:
             device = get_device(args.device) if args.device else None
         except ValueError as error:
             raise UsageError(str(error)) from None
-        reports = [logbook.validate(path, device) for path in args.logs]
+        reports = [validate(path, device) for path in args.logs]
         print("\n\n".join(str(report) for report in reports))
         return 0 if all(report.ok for report in reports) else 1
     if not args.output:
         raise UsageError(f"log {args.verb} needs -o/--output")
     if args.verb == "merge":
-        records = logbook.merge(args.logs)
+        records = merge(args.logs)
     elif args.verb == "distill":
         if args.top < 1:
             raise UsageError(f"--top must be positive, got {args.top}")
-        records = logbook.distill(logbook.merge(args.logs), args.top)
+        records = distill(merge(args.logs), args.top)
     else:  # upgrade
-        records, report = logbook.upgrade(logbook.merge(args.logs))
+        records, report = upgrade(merge(args.logs))
         print(report)
-    lines = logbook.write_log(args.output, records)
+    lines = write_log(args.output, records)
     print(f"wrote {lines} records to {args.output}")
     return 0
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from autotune import logbook, packs
+    from autotune.log import packs
+    from autotune.log.merge import distill, merge
 
     if args.verb == "list":
         found = packs.list_packs()
@@ -54,7 +59,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     for path in args.logs:
         check_readable(path)
     try:
-        path = packs.build_pack(args.name, logbook.distill(logbook.merge(args.logs), args.top))
+        path = packs.build_pack(args.name, distill(merge(args.logs), args.top))
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(f"wrote {path}")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import tvm
 
     from autotune.compile import ModelTask
-    from autotune.records import Record
+    from autotune.log.packs import PackRecords
+    from autotune.log.record import Record
 
 
 @dataclass
@@ -30,7 +31,7 @@ class OpenModel:
     module: tvm.IRModule  # lowered with template defaults
     device: Device
     records: list[Record]  # from the --log files
-    packs: list[Record]  # from the pre-tuned packs for the device
+    packs: list[PackRecords]  # the pre-tuned packs that serve the device, exact ones before the nearest
 
     def tasks(self) -> list[ModelTask]:
         from autotune.compile import extract_tasks, with_alternatives
@@ -41,7 +42,7 @@ class OpenModel:
 def open_model(args: argparse.Namespace) -> OpenModel:
     """Device, model, input shapes, import, lowering and logs for a model command; usage errors in one line."""
     from autotune.model import ModelError, first_line, import_onnx, lower, read_model, resolve_shapes
-    from autotune.packs import pack_records
+    from autotune.log.packs import pack_records
     from targets import get_device
 
     try:
@@ -76,7 +77,7 @@ def parse_input_shapes(items: list[str] | None) -> dict[str, list[int]]:
 
 def read_logs(paths: list[str] | None, device: Device) -> list[Record]:
     """The usable records of the given logs; one line per log that has unusable ones."""
-    from autotune.logbook import validate
+    from autotune.log.validate import validate
 
     records = []
     for path in paths or []:

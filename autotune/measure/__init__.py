@@ -10,11 +10,11 @@ from autotune.measure.runner import Runner, TimingOptions
 
 #: builder name -> (module, class)
 BUILDERS: dict[str, tuple[str, str]] = {"local": ("autotune.measure.local_builder", "LocalBuilder")}
-#: runner name -> (module, class): this machine, devices behind an RPC tracker, a replayed log
+#: runner name -> (module, class): this machine, devices behind an RPC tracker. A log replayed
+#: (`autotune.log.replay.ReplayRunner`) is passed as an instance: the log is above measurement.
 RUNNERS: dict[str, tuple[str, str]] = {
     "local": ("autotune.measure.local_runner", "LocalRunner"),
     "rpc": ("autotune.measure.rpc_runner", "RPCRunner"),
-    "replay": ("autotune.measure.replay_runner", "ReplayRunner"),
 }
 
 
@@ -24,10 +24,9 @@ def create_builder(kind: str | Builder = "local", **options) -> Builder:
 
 
 def create_runner(kind: str | Runner = "local", **options) -> Runner:
-    """A runner from its name and constructor options, or the instance itself.
+    """A runner from its name and constructor options, or the instance itself (a `ReplayRunner`, say).
 
-    "local": `timing`, `n_threads`; "rpc": `tracker`, `family`, `timing`, `device_wait`, ...;
-    "replay": `records`, `fallback`.
+    "local": `timing`, `n_threads`; "rpc": `tracker`, `family`, `timing`, `device_wait`, ...
     """
     return create(Runner, RUNNERS, kind, **options)
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from autotune.measure.result import ErrorKind, MeasureInput, last_line
+from autotune.measure.result import ErrorKind, MeasureInput, PackedArg, last_line
 from autotune.measure.runner import TimingOptions
 from schedules.threading import thread_pool_setting
 
@@ -21,18 +21,39 @@ _fixtures: dict[tuple, tuple[list, np.ndarray]] = {}
 
 
 def fixture(inp: MeasureInput, dev) -> tuple[list, np.ndarray]:
-    """Device tensors (inputs then output) and the expected output, made once per workload and device."""
+    """Device tensors (inputs then output) and the expected output, made once per workload (or model
+    function) and device."""
     import tvm
+    import tvm_ffi
 
-    key = (inp.template.name, inp.workload.key, str(dev))
+    function = None if inp.function is None else tvm_ffi.structural_hash(inp.function)
+    key = (inp.template.name, inp.workload.key, function, str(dev))
     if key not in _fixtures:
         _fixtures.clear()
-        inputs = inp.template.make_inputs(inp.workload, np.random.default_rng(0))
-        expected = inp.template.reference(inp.workload, inputs)
+        rng = np.random.default_rng(0)
+        if inp.function is None:
+            inputs = inp.template.make_inputs(inp.workload, rng)
+            expected = inp.template.reference(inp.workload, inputs)
+        else:
+            inputs, expected = _function_fixture(inp.function, rng)
         tensors = [tvm.runtime.tensor(x, dev) for x in inputs]
         tensors.append(tvm.runtime.tensor(np.empty_like(expected), dev))
         _fixtures[key] = (tensors, expected)
     return _fixtures[key]
+
+
+def _function_fixture(function, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """Random inputs of a model's function and its output, from the function compiled unscheduled
+    for this machine's CPU (TVM's plain loops: slow, but no schedule of ours can be wrong in it)."""
+    import tvm
+
+    *params, out = function.params
+    inputs = [rng.uniform(-1, 1, [int(d) for d in p.shape]).astype(str(p.dtype)) if "float" in str(p.dtype)
+              else rng.integers(0, 2, [int(d) for d in p.shape]).astype(str(p.dtype)) for p in params]
+    reference = tvm.compile(function.with_attr("global_symbol", "main"), target="llvm")
+    tensors = [tvm.runtime.tensor(x) for x in inputs] + [tvm.runtime.empty([int(d) for d in out.shape], str(out.dtype))]
+    reference["main"](*tensors)
+    return inputs, tensors[-1].numpy()
 
 
 def forget_fixtures() -> None:
@@ -40,16 +61,28 @@ def forget_fixtures() -> None:
     _fixtures.clear()
 
 
-def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threadpool=None) -> tuple[tuple[float, ...], str, str]:
+def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threadpool=None,
+             packed: tuple[PackedArg, ...] = ()) -> tuple[tuple[float, ...], str, str]:
     """(costs, error kind value, message) of `module`'s main function on `dev`.
 
     `config_threadpool` is the device's `runtime.config_threadpool`, called first when the
-    config carries thread count and affinity knobs (big.LITTLE devices).
+    config carries thread count and affinity knobs (big.LITTLE devices). `packed` lists the
+    weights main reads packed: each is packed once, by the module's "prepack_<i>", untimed.
     """
+    import tvm
+
     setting = thread_pool_setting(inp.config)
     if setting is not None and config_threadpool is not None:
         config_threadpool(*setting)
     tensors, expected = fixture(inp, dev)
+    tensors = list(tensors)
+    try:
+        for index, shape, dtype in packed:
+            weight = tvm.runtime.empty(shape, dtype, dev)
+            module[f"prepack_{index}"](tensors[index], weight)
+            tensors[index] = weight
+    except Exception as error:  # noqa: BLE001 - a failing pack is a result
+        return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
     output = tensors[-1]
     output.copyfrom(np.full(expected.shape, np.nan, expected.dtype))
     try:

@@ -17,21 +17,22 @@ from collections.abc import Sequence
 from tvm.support.popen_pool import PopenPoolExecutor
 
 from autotune.measure.builder import Builder
-from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, last_line
+from autotune.measure.candidate import candidate_module
+from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, PackedArg, last_line
 from targets import physical_cores
 from targets.tvm_compat import shutdown_pool
 
 
-def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float]:
+def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float, tuple[PackedArg, ...]]:
     """Schedule, compile and export one candidate (runs in a worker process)."""
     import tvm
 
     start = time.perf_counter()
-    func = inp.template.schedule(inp.workload, inp.config, inp.device)
-    executable = tvm.compile(func, target=inp.device.tvm_target)
+    module, packed = candidate_module(inp)
+    executable = tvm.compile(module, target=inp.device.tvm_target)
     path = os.path.join(out_dir, f"{uuid.uuid4().hex}.so")
     inp.device.export_library(executable, path)
-    return path, time.perf_counter() - start
+    return path, time.perf_counter() - start, packed
 
 
 class LocalBuilder(Builder):
@@ -50,8 +51,8 @@ class LocalBuilder(Builder):
         for future in futures:
             start = time.perf_counter()
             try:
-                path, seconds = future.result()
-                results.append(BuildResult(path, seconds=seconds))
+                path, seconds, packed = future.result()
+                results.append(BuildResult(path, seconds=seconds, packed=packed))
             except TimeoutError:
                 results.append(BuildResult(None, ErrorKind.TIMEOUT, f"build exceeded {self.timeout:g}s", self.timeout))
             except ChildProcessError:

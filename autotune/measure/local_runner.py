@@ -25,15 +25,15 @@ def _set_threads(n_threads: int) -> None:
     os.environ["TVM_NUM_THREADS"] = str(n_threads)
 
 
-def run_candidate(inp: MeasureInput, path: str, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
+def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
     """Load and evaluate one library (runs in the worker)."""
     import tvm
 
     try:
-        module = tvm.runtime.load_module(path)
+        module = tvm.runtime.load_module(build.path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, tvm.cpu(), inp, timing, config_threadpool())
+    return evaluate(module, tvm.cpu(), inp, timing, config_threadpool(), build.packed)
 
 
 class LocalRunner(Runner):
@@ -57,7 +57,7 @@ class LocalRunner(Runner):
             return MeasureResult(error=build.error, message=build.message, build_seconds=build.seconds)
         start = time.perf_counter()
         try:
-            self._worker.send(run_candidate, (inp, build.path, self.timing), timeout=self.timing.timeout)
+            self._worker.send(run_candidate, (inp, build, self.timing), timeout=self.timing.timeout)
             costs, error, message = self._worker.recv()
             kind = ErrorKind(error)
         except TimeoutError:

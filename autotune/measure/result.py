@@ -4,6 +4,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from tvm import tirx
+
 from schedules import Config, Template, Workload
 from targets import Device
 
@@ -21,12 +23,21 @@ class ErrorKind(enum.Enum):
 
 @dataclass(frozen=True)
 class MeasureInput:
-    """One candidate: a template applied to a workload with a config, for a device."""
+    """One candidate: a template applied to a workload with a config, for a device.
+
+    `function` is the model's PrimFunc the template schedules there (fused epilogue, weights
+    to pack once), so the candidate is what the model runs; None: the template's compute.
+    """
 
     template: Template
     workload: Workload
     config: Config
     device: Device
+    function: tirx.PrimFunc | None = None
+
+
+#: A weight the candidate reads packed: (argument position, packed shape, dtype).
+PackedArg = tuple[int, tuple[int, ...], str]
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class BuildResult:
     error: ErrorKind = ErrorKind.NONE
     message: str = ""
     seconds: float = 0.0
+    packed: tuple[PackedArg, ...] = ()  # weights whose "prepack_<i>" function the runner calls before timing
 
 
 @dataclass(frozen=True)

@@ -117,15 +117,15 @@ def _alive(session) -> bool:
         return False
 
 
-def rpc_candidate(inp: MeasureInput, path: str, timing: TimingOptions, family: str) -> tuple[tuple[float, ...], str, str]:
+def rpc_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions, family: str) -> tuple[tuple[float, ...], str, str]:
     """Upload, load and evaluate one library on the remote device (runs in a worker process)."""
-    name = os.path.basename(path)
+    name = os.path.basename(build.path)
     try:
-        _session.upload(path)
+        _session.upload(build.path)
         module = _session.load_module(name)
         _session.remove(name)  # loaded: the device's storage need not keep it
         dev = _session.cl(0) if family == "opencl" else _session.cpu(0)
-        costs, error, message = evaluate(module, dev, inp, timing, config_threadpool(_session))
+        costs, error, message = evaluate(module, dev, inp, timing, config_threadpool(_session), build.packed)
         if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
             return costs, error, message
     except Exception as exc:  # noqa: BLE001 - a library that does not load, or a lost session
@@ -175,7 +175,7 @@ class RPCRunner(Runner):
             worker = self._idle.pop()
         start = time.perf_counter()
         try:
-            costs, kind, message = self._measure(worker, inp, build.path)
+            costs, kind, message = self._measure(worker, inp, build)
         finally:
             with self._lock:
                 self._idle.append(worker)
@@ -183,7 +183,7 @@ class RPCRunner(Runner):
                 os.unlink(build.path)
         return MeasureResult(costs, kind, message, build.seconds, time.perf_counter() - start)
 
-    def _measure(self, worker: PopenWorker, inp: MeasureInput, path: str) -> tuple[tuple[float, ...], ErrorKind, str]:
+    def _measure(self, worker: PopenWorker, inp: MeasureInput, build: BuildResult) -> tuple[tuple[float, ...], ErrorKind, str]:
         for _ in range(2):  # a dropped session gets one more chance
             lost = (), ErrorKind.DEVICE_LOST, f"no device under key {self.tracker.key!r} for {self.device_wait:g}s"
             try:
@@ -195,7 +195,7 @@ class RPCRunner(Runner):
             except TimeoutError:
                 return lost
             try:
-                outcome = self._call(worker, rpc_candidate, (inp, path, self.timing, self.family), self.run_timeout)
+                outcome = self._call(worker, rpc_candidate, (inp, build, self.timing, self.family), self.run_timeout)
             except TimeoutError:
                 return (), ErrorKind.TIMEOUT, f"run exceeded {self.run_timeout:g}s"
             if outcome is not None and outcome[1] != SESSION_LOST:

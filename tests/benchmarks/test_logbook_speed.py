@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from autotune.logbook import distill, merge, write_log
+from autotune.log.jsonl import write_log
+from autotune.log.merge import distill, merge
+from autotune.log.record import Record
 from autotune.measure.result import ErrorKind
-from autotune.records import Record
 from autotune.task import Task
 
 SHAPES = [(64, 64, 64), (128, 64, 32), (96, 48, 64), (256, 256, 256)]

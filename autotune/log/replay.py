@@ -1,40 +1,47 @@
 """Answer from recorded results: replaying a log makes tuner comparisons cheap and fair.
 
-A config measured before (in the records given, or earlier through this runner) gets its
+A config measured before (in the store given, or earlier through this runner) gets its
 recorded result again; anything else is measured by the fallback runner, if there is
 one, and remembered. Every tuner compared through one ReplayRunner sees the same cost
 for the same config, so the comparison is about search, not about measurement noise.
+
+It lives in the log package, not in `measure`: it is a Runner whose answers come from
+the log, and the log sits above measurement (records hold measure results), never below.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from autotune.log.key import RecordKey, config_id
+from autotune.log.record import Record
+from autotune.log.store import RecordStore, as_store
 from autotune.measure.result import BuildResult, MeasureInput, MeasureResult
 from autotune.measure.runner import ResultCallback, Runner
-from autotune.records import Record
-
-
-def _key(workload_key: str, template: str, version: int, device: str, index: int) -> tuple:
-    return workload_key, template, version, device, index
 
 
 class ReplayRunner(Runner):
-    def __init__(self, records: Iterable[Record] = (), fallback: Runner | None = None):
+    def __init__(self, records: RecordStore | Iterable[Record] = (), fallback: Runner | None = None):
+        self.store = as_store(records)
         self.fallback = fallback
-        self._known: dict[tuple, MeasureResult] = {}
-        for record in records:
-            key = _key(record.workload.key, record.template, record.template_version, record.device, record.config["index"])
-            self._known[key] = record.result
+        self._fresh: dict[tuple[RecordKey, str], MeasureResult] = {}
         self.replayed = self.measured = 0
 
     @staticmethod
-    def key_of(inp: MeasureInput) -> tuple:
-        return _key(inp.workload.key, inp.template.name, inp.template.version, inp.device.name, inp.config.index)
+    def slot(inp: MeasureInput) -> tuple[RecordKey, str]:
+        """The record key and config identity of a candidate: what the store is indexed by."""
+        return RecordKey.of(inp.workload, inp.template, inp.device), config_id({"knobs": inp.config.values})
+
+    def known(self, inp: MeasureInput) -> MeasureResult | None:
+        """The candidate's recorded result (the store's, else one measured through this runner), if any."""
+        key, config = self.slot(inp)
+        record = self.store.find_id(key, config)
+        return record.result if record else self._fresh.get((key, config))
 
     def run(
         self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult], on_result: ResultCallback | None = None
     ) -> list[MeasureResult]:
-        unknown = [i for i, inp in enumerate(inputs) if self.key_of(inp) not in self._known]
+        results = [self.known(inp) for inp in inputs]
+        unknown = [i for i, result in enumerate(results) if result is None]
         if unknown and self.fallback is None:
             raise ValueError(f"{len(unknown)} configs are not in the replayed records and there is no fallback runner")
         if unknown:
@@ -43,14 +50,13 @@ class ReplayRunner(Runner):
                 on_result and (lambda position, result: on_result(unknown[position], result)),
             )
             for i, result in zip(unknown, fresh):
-                self._known[self.key_of(inputs[i])] = result
+                self._fresh[self.slot(inputs[i])] = results[i] = result
             self.measured += len(unknown)
         self.replayed += len(inputs) - len(unknown)
-        results = [self._known[self.key_of(inp)] for inp in inputs]
         if on_result:
-            fresh = set(unknown)  # already reported by the fallback
+            measured = set(unknown)  # already reported by the fallback
             for i, result in enumerate(results):
-                if i not in fresh:
+                if i not in measured:
                     on_result(i, result)
         return results
 
