@@ -34,9 +34,10 @@ def channel_block(channels: int) -> int | None:
 
     16 float32 are one AVX-512 vector and four NEON ones; 8 where 16 does not divide
     (MobileNetV2's 24-channel stage); all of them when there are fewer (a stem's 3); 4 or
-    2 for the rest that they divide (squeeze-excite's 20 and 26, ShuffleNet's 116 and 58):
-    narrow vectors, but no layout transforms around the conv and a template's schedule.
-    A model's lowering and the templates both use this rule, so layouts agree.
+    2 for the rest that they divide: narrow vectors, but no layout transforms around the
+    conv. A model's convs rarely get those: `autotune.channel_padding` pads such channel
+    counts (ShuffleNet's 116 and 58) to a multiple of 8 or 16 first, where the weights are
+    constants. A model's lowering and the templates both use this rule, so layouts agree.
     """
     for block in (16, 8):
         if channels % block == 0:
