@@ -49,6 +49,9 @@ def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRu
     rows = []
     for model_task in tasks:
         task = model_task.task
+        function = model_task.functions[0]
+        # the model's function first: the runner's threads, still spinning after a run, would slow it
+        in_model = time_function(functions.get(f"{function}_prepacked") or functions[function], device)
         best = task.best(records)
         if best is not None:
             logged = best[1].cost
@@ -56,9 +59,7 @@ def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRu
             inp = task.measure_input(task.default_config)
             result = runner.run([inp], builder.build([inp]))[0]
             logged = result.cost if result.ok else float("nan")
-        function = model_task.functions[0]
-        compiled = functions.get(f"{function}_prepacked") or functions[function]
-        rows.append((str(task.workload), logged, time_function(compiled, device)))
+        rows.append((str(task.workload), logged, in_model))
     return rows
 
 
@@ -82,7 +83,7 @@ def main() -> int:
         for task, logged, in_model in compare(small() if args.small else full(), device, records, builder, runner):
             ratio = in_model / logged
             worst = max(worst, (max(ratio, 1 / ratio), f"{name} {task}"))
-            print(f"{name:18s} {task:70s} logged {logged * 1e3:8.3f} ms  model {in_model * 1e3:8.3f} ms  {ratio:5.2f}x",
+            print(f"{name:18s} {task:70s} logged {logged * 1e6:8.1f} us  model {in_model * 1e6:8.1f} us  {ratio:5.2f}x",
                   flush=True)
     builder.close()
     runner.close()
