@@ -96,7 +96,7 @@ class _ChannelPadder(relax.PyExprMutator):
         depthwise = int(attrs.groups) == channels == out_channels and in_per_group == 1
         if int(attrs.groups) != 1 and not depthwise:
             return None
-        source, padded_in = self.padded.get(data, (None, None))
+        source = self.padded.get(data, (None, 0))[0]
         padded_in = _channels(source) if source is not None else padded_channels(channels)
         padded_out = padded_in if depthwise else padded_channels(out_channels)
         if padded_in == channels and padded_out == out_channels:

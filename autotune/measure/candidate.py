@@ -54,15 +54,18 @@ def candidate_module(inp: MeasureInput) -> tuple[tvm.IRModule, tuple[PackedArg, 
 def with_packs_unmarked(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """`func` without its layout-rewrite marks, as TVM's feature extractor needs it (it fails on a marked block)."""
     sch = s_tir.Schedule(func)
-    for block in top_blocks(sch):
-        if LAYOUT_REWRITE_PREPROC in (sch.get(block).annotations or {}):
-            sch.unannotate(block, LAYOUT_REWRITE_PREPROC)
+    for block in _pack_blocks(sch):
+        sch.unannotate(block, LAYOUT_REWRITE_PREPROC)
     return sch.mod["main"]
 
 
 def _packs_weights(func: tirx.PrimFunc) -> bool:
-    sch = s_tir.Schedule(func)
-    return any(LAYOUT_REWRITE_PREPROC in (sch.get(block).annotations or {}) for block in top_blocks(sch))
+    return bool(_pack_blocks(s_tir.Schedule(func)))
+
+
+def _pack_blocks(sch: s_tir.Schedule) -> list:
+    """The blocks a template marked as weight packs (layout rewrites)."""
+    return [block for block in top_blocks(sch) if LAYOUT_REWRITE_PREPROC in (sch.get(block).annotations or {})]
 
 
 def _type(buffer) -> relax.TensorType:
