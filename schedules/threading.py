@@ -19,14 +19,14 @@ AFFINITY_MODES = {"big": 1, "little": -1, "any": 0}
 
 
 def asymmetric(device: Device) -> bool:
-    return bool(device.extra.get("big_cores") and device.extra.get("little_cores"))
+    return device.family == "cpu" and device.cpu_spec.asymmetric
 
 
 def define_threading(space: ConfigSpace, device: Device) -> None:
     """Add `threads` and `affinity` knobs when the device has big and little cores."""
     if not asymmetric(device):
         return
-    big, little = device.extra["big_cores"], device.extra["little_cores"]
+    big, little = device.cpu_spec.big_cores, device.cpu_spec.little_cores
     space.define_knob("threads", sorted({1, 2, little, big, big + little}))
     space.define_knob("affinity", list(AFFINITY_MODES))
     limits = {"big": big, "little": little, "any": big + little}
@@ -35,7 +35,7 @@ def define_threading(space: ConfigSpace, device: Device) -> None:
 
 def threading_defaults(device: Device) -> dict[str, Any]:
     """All big cores: the usual best for compute-bound kernels."""
-    return {"threads": device.extra["big_cores"], "affinity": "big"} if asymmetric(device) else {}
+    return {"threads": device.cpu_spec.big_cores, "affinity": "big"} if asymmetric(device) else {}
 
 
 def thread_pool_setting(config: Mapping[str, Any]) -> tuple[int, int] | None:

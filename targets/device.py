@@ -1,11 +1,13 @@
 """What a device is: the one place that says which TVM target, threads and toolchain to use."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import tvm
+
+from targets.cpu_spec import Core, CpuSpec, host_cpu_spec
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,8 @@ class Device:
 
     `target` is TVM's dict form (TVM 0.27 rejects "llvm -mcpu=..." strings). `family`
     picks the template variant (`cpu` or `opencl`). `cross_compiler` names the compiler
-    driver used to link exported libraries when the device is not this machine.
+    driver used to link exported libraries when the device is not this machine. `cpu`
+    describes the cores that run the kernels (of a GPU device: its host's).
     """
 
     name: str
@@ -25,7 +28,7 @@ class Device:
     cross_compiler: str | None = None
     rpc_key: str | None = None
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu: CpuSpec | None = None
 
     @cached_property
     def tvm_target(self) -> tvm.target.Target:
@@ -34,10 +37,21 @@ class Device:
         return tvm.target.Target(self.target, host=self.host)
 
     @cached_property
+    def cpu_spec(self) -> CpuSpec:
+        """The CPU that runs the kernels: the preset's, or one described from LLVM's feature list."""
+        if self.cpu is not None:
+            return self.cpu
+        return host_cpu_spec(self.target if self.family == "cpu" else self.host or {}, self.num_threads)
+
+    @property
+    def core(self) -> Core:
+        """The core kernels are shaped for (the big one of a big.LITTLE CPU)."""
+        return self.cpu_spec.core
+
+    @property
     def vector_bits(self) -> int:
         """SIMD register width in bits of the CPU that runs the kernels (512 with AVX-512, 128 NEON)."""
-        cpu = self.tvm_target if self.family == "cpu" else self.tvm_target.host
-        return int(tvm.target.codegen.llvm_get_vector_width(cpu))
+        return self.core.vector_bits
 
     def vector_lanes(self, dtype: str) -> int:
         """How many elements of `dtype` one SIMD register holds."""
