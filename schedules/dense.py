@@ -31,12 +31,11 @@ from schedules.matching import (
     LAYOUT_REWRITE_PREPROC, anchor_block, canonicalize_gemm, fuse_epilogue, match_gemm, pad_gemm, reads_layout_free_param,
     top_blocks,
 )
+from schedules.registers import accumulator_budget, tile_fits, vectorize_native
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
 
-#: Vector registers the accumulator tile may take (AVX-512 and NEON both have 32).
-MAX_ACCUMULATORS = 16
 
 
 class MatmulCPU(Template):
@@ -91,8 +90,8 @@ class MatmulCPU(Template):
         if self.transpose_b:
             space.define_knob("pack", ["tile", "gather"])
         space.add_constraint(
-            f"accumulator tile fits {MAX_ACCUMULATORS} vector registers",
-            lambda c: c["tile_i"][2] * c["tile_j"][2] // lanes <= MAX_ACCUMULATORS,
+            f"accumulator tile fits {accumulator_budget(device)} vector registers, beside its operands",
+            lambda c: tile_fits(device, c["tile_i"][2], c["tile_j"][2] // lanes),
         )
         return space
 
@@ -168,7 +167,7 @@ class MatmulCPU(Template):
             sch.vectorize(j2)
         init = sch.decompose_reduction(block, k0)
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.vectorize(sch.get_loops(write_back)[-1])
+        vectorize_native(sch, sch.get_loops(write_back)[-1], device, wl["dtype"])
         schedule_leftover_blocks(sch, leftovers, lanes)
 
     def _pack_b(self, sch: s_tir.Schedule, block, b_pad, nr: int, cfg: Config) -> SBlockRV:

@@ -36,12 +36,11 @@ from tvm.sym import Analyzer, detect_linear_equation
 from schedules.default import schedule_leftover_blocks
 from schedules.conv2d import channel_block, conv_windows, dilation_arg, dilation_of, out_size, pad_nchwc
 from schedules.matching import anchor_block, fuse_epilogue, is_multiply_accumulate, producer_of
+from schedules.registers import accumulator_budget, registers_of, tile_fits, vectorize_native
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
 
-#: Vector registers the accumulator tile may take (AVX-512 and NEON both have 32).
-MAX_ACCUMULATORS = 16
 #: Workload shape arguments, in the order `--shape` gives them (then an optional dilation).
 DIMS = ("N", "C", "H", "W", "R", "S", "stride", "pad")
 
@@ -118,10 +117,10 @@ class DepthwiseConv2dCPU(Template):
         space.define_split("tile_c", wl["C"] // channel_block(wl["C"]), 2, policy="factors", max_factor=4)
         space.define_knob("order", ["ch", "hc"])  # parallel loop: (n, c-block, oh) or (n, oh, c-block)
         space.define_knob("taps", ["outer", "inner"])  # (r, s) around the register tile, or inside it
-        budget = _tile_budget(wl, device)
+        block_registers = registers_of(device, channel_block(wl["C"]), wl["dtype"])
         space.add_constraint(
-            f"accumulator tile of at most {MAX_ACCUMULATORS} vector registers",
-            lambda c: c["tile_ow"][1] * c["tile_oh"][1] * c["tile_c"][1] <= budget,
+            f"accumulator tile of at most {accumulator_budget(device)} vector registers, beside its operands",
+            lambda c: tile_fits(device, c["tile_ow"][1] * c["tile_oh"][1], c["tile_c"][1] * block_registers),
         )
         return space
 
@@ -130,14 +129,16 @@ class DepthwiseConv2dCPU(Template):
 
         The row is the divisor of OW nearest that target (OW itself when it is prime and
         small); a plane of at most 14 x 14 outputs also takes two channel blocks, which
-        gives a parallel task more work.
+        gives a parallel task more work, where a block is one register (on NEON two blocks
+        are 8 registers of kernel per tap: measured to spill).
         """
         oh, ow = out_size(wl)
         budget = _tile_budget(wl, device)
         target = max(1, budget // 2)
         owr = min((d for d in range(1, min(ow, budget) + 1) if ow % d == 0), key=lambda d: (abs(d - target), d))
         cblocks = wl["C"] // channel_block(wl["C"])
-        cor = 2 if oh * ow <= 196 and cblocks % 2 == 0 and 2 * owr <= budget else 1
+        one_register = registers_of(device, channel_block(wl["C"]), wl["dtype"]) == 1
+        cor = 2 if one_register and oh * ow <= 196 and cblocks % 2 == 0 and 2 * owr <= budget else 1
         return {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_c": (cblocks // cor, cor),
                 "order": "ch", "taps": "outer"}
 
@@ -158,12 +159,16 @@ class DepthwiseConv2dCPU(Template):
         leftovers = fuse_epilogue(sch, write_back)
         sch.reverse_compute_at(write_back, ow0)
         sch.parallel(sch.fuse(*outer))
-        for loop in (r, s, c1, oh1, ow1):
+        # Rows of taps stay a loop where a block spans several registers: fully unrolled, LLVM
+        # loads every tap's kernel registers up front and spills them (NEON has no FMA with a
+        # memory operand; AVX-512 folds those loads into its FMAs).
+        unrolled = (r, s) if registers_of(device, channel_block(wl["C"]), wl["dtype"]) == 1 else (s,)
+        for loop in (*unrolled, c1, oh1, ow1):
             sch.unroll(loop)
         sch.vectorize(ci)
         init = sch.decompose_reduction(block, r)
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.vectorize(sch.get_loops(write_back)[-1])
+        vectorize_native(sch, sch.get_loops(write_back)[-1], device, wl["dtype"])
         schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
 
     def flops(self, wl: Workload) -> int:
@@ -188,8 +193,7 @@ class DepthwiseConv2dCPU(Template):
 
 def _tile_budget(wl: Workload, device: Device) -> int:
     """Output pixels of one channel block the accumulator tile may hold."""
-    vectors_per_block = max(1, channel_block(wl["C"]) // device.vector_lanes(wl["dtype"]))
-    return max(1, MAX_ACCUMULATORS // vectors_per_block)
+    return max(1, accumulator_budget(device) // registers_of(device, channel_block(wl["C"]), wl["dtype"]))
 
 
 def _match_depthwise(sch: s_tir.Schedule, block) -> dict[str, Any] | None:

@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from schedules.conv2d import MAX_ACCUMULATORS, Conv2dCPU, channel_block, dilation_of, out_size, pad_nchwc
+from schedules.conv2d import Conv2dCPU, channel_block, dilation_of, out_size, pad_nchwc
 from schedules.default import schedule_leftover_blocks
 from schedules.matching import anchor_block, fuse_epilogue, producer_of
+from schedules.registers import (accumulator_budget, define_sub_block, register_tile, registers_of, sub_block,
+                                 sub_blocks, tile_fits, vectorize_native)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
@@ -183,22 +185,32 @@ class Conv2dWinogradCPU(Conv2dCPU):
         space.define_split("tile_ko", wl["K"] // channel_block(wl["K"]), 2, policy="factors", max_factor=4)  # (.., nr)
         space.define_split("tile_c", wl["C"], 2, policy="factors", max_factor=8)  # (.., unrolled channels)
         space.define_knob("order", ["rows", "channels"])  # the parallel blocks: of tile rows, of output channels
+        kb = channel_block(wl["K"])
+        define_sub_block(space, kb, device, wl["dtype"])
         space.add_constraint(
-            f"accumulator tile of at most {MAX_ACCUMULATORS} vectors",
-            lambda c: c["tile_tx"][1] * c["tile_ko"][1] <= MAX_ACCUMULATORS,
+            f"accumulator tile of at most {accumulator_budget(device)} vector registers, beside its operands",
+            lambda c: tile_fits(device, c["tile_tx"][1], c["tile_ko"][1] * registers_of(device, sub_block(c, kb), wl["dtype"])),
         )
         return space
 
     def default_values(self, wl: Workload, device: Device, space: ConfigSpace) -> dict[str, Any]:
-        """Two tile rows per block, 7 (or 8, 4, ..) tiles x 2 output vectors (measured near the best for ResNet's sizes)."""
+        """Two tile rows per block, 7 (or 8, 4, ..) tiles x 2 output vectors (measured near the best for ResNet's
+        sizes on AVX-512); where a block spans several registers (NEON), the register tile of most reuse that fits."""
         oh, ow = out_size(wl)
-        th, tw, kblocks = oh // 2, ow // 2, wl["K"] // channel_block(wl["K"])
+        kb = channel_block(wl["K"])
+        th, tw, kblocks = oh // 2, ow // 2, wl["K"] // kb
         rows = 2 if th % 2 == 0 else 1
         mr = next(d for d in (7, 8, 4, 6, 5, 3, 2, 1) if tw % d == 0)
-        nr = 2 if kblocks % 2 == 0 else 1
+        nr, sub = (2 if kblocks % 2 == 0 else 1), kb
+        if "tile_ki" in space.knobs:
+            mr, nr, sub = register_tile(device, wl["dtype"], [d for d in range(1, 17) if tw % d == 0],
+                                        [k for k in (1, 2, 4) if kblocks % k == 0], sub_blocks(space, kb))
         cu = next(d for d in (4, 2, 1) if wl["C"] % d == 0)
-        return {"tile_ty": (th // rows, rows), "tile_tx": (tw // mr, mr), "tile_ko": (kblocks // nr, nr),
-                "tile_c": (wl["C"] // cu, cu), "order": "rows"}
+        values = {"tile_ty": (th // rows, rows), "tile_tx": (tw // mr, mr), "tile_ko": (kblocks // nr, nr),
+                  "tile_c": (wl["C"] // cu, cu), "order": "rows"}
+        if "tile_ki" in space.knobs:
+            values["tile_ki"] = (kb // sub, sub)
+        return values
 
     def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
         gemm = anchor_block(sch)
@@ -217,26 +229,33 @@ class Conv2dWinogradCPU(Conv2dCPU):
         sch.parallel(blocks)
         sch.unroll(i)
         sch.unroll(j)
-        sch.vectorize(ki)
+        vectorize_native(sch, ki, device, wl["dtype"])
         # The GEMMs of a block right before its output transform, with a register tile.
         sch.compute_at(gemm, ko0 if by_rows else ty0, preserve_unit_loops=True)
         e, nu, _, gty, gtx, gko, gki, c = sch.get_loops(gemm)[-8:]
         tx0, mr = sch.split(gtx, list(cfg["tile_tx"]))
         c0, cu = sch.split(c, list(cfg["tile_c"]))
-        sch.reorder(e, nu, gty, tx0, c0, cu, mr, gko, gki)
+        tile = [tx0]
+        kb = channel_block(wl["K"])
+        if sub_block(cfg, kb) < kb:  # the register tile computes part of each output block at a time
+            gki0, gki = sch.split(gki, [None, sub_block(cfg, kb)])
+            tile.append(gki0)
+        sch.reorder(e, nu, gty, *tile, c0, cu, mr, gko, gki)
         accumulator = sch.cache_write(gemm, 0, "local")
-        sch.reverse_compute_at(accumulator, tx0, preserve_unit_loops=True)
+        sch.reverse_compute_at(accumulator, tile[-1], preserve_unit_loops=True)
         for loop in (cu, mr, gko):
             sch.unroll(loop)
         sch.vectorize(gki)
         init = sch.decompose_reduction(gemm, c0)
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.vectorize(sch.get_loops(accumulator)[-1])
+        vectorize_native(sch, sch.get_loops(accumulator)[-1], device, wl["dtype"])
         # The input transform: of a block of rows before its GEMMs ("rows"), or all of it first.
         if by_rows:
             sch.compute_at(tiles, blocks, preserve_unit_loops=True)
         e, nu, vb, vty, vtx, vc = sch.get_loops(tiles)[-6:]
-        vc0, vc1 = sch.split(vc, [None, channel_block(wl["C"])])
+        # One register of channels per tile transform: a 4x4 tile of 16-channel vectors is 64 NEON registers.
+        lanes, piece = device.vector_lanes(wl["dtype"]), channel_block(wl["C"])
+        vc0, vc1 = sch.split(vc, [None, lanes if piece > lanes and piece % lanes == 0 else piece])
         sch.reorder(vb, vty, vtx, vc0, e, nu, vc1)
         if not by_rows:
             sch.parallel(sch.fuse(vb, vty))

@@ -3,8 +3,9 @@ import numpy as np
 import tvm
 
 
-def check_template(template, wl, device, config, atol: float = 1e-4) -> None:
-    executable = tvm.compile(template.schedule(wl, config, device), target=device.tvm_target)
+def check_template(template, wl, device, config, atol: float = 1e-4, target=None) -> None:
+    """`target`: build for another CPU than the device's (an ARM device's schedule, run on this machine)."""
+    executable = tvm.compile(template.schedule(wl, config, device), target=target or device.tvm_target)
     inputs = template.make_inputs(wl, np.random.default_rng(1))
     expected = template.reference(wl, inputs)
     dev = tvm.cpu()

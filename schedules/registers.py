@@ -1,0 +1,87 @@
+"""Register tiles sized to the device's core, so a template's tile fits its vector registers.
+
+A template's accumulator tile is counted in the core's registers, not in vectors of a
+channel block: a block of 16 float32 is one AVX-512 register but four NEON ones, so the
+same (pixels x blocks) tile that fits AVX-512 spills on NEON. Where a block spans several
+registers, a `tile_ki` knob lets one register tile compute part of the block (4 or 8 of
+its 16 channels, as NEON GEMMs keep 8x12 or 6x16 tiles), the rest of the block a loop
+around it, so a row of pixels still fits.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import tvm
+from tvm import s_tir, tirx
+
+from schedules.space import ConfigSpace
+from targets import Device
+
+
+def accumulator_budget(device: Device) -> int:
+    """Vector registers the accumulator tile may take (the rest hold operands)."""
+    return device.core.accumulators
+
+
+def registers_of(device: Device, lanes: int, dtype: str) -> int:
+    """Registers one vector of `lanes` elements of `dtype` takes on the device's core."""
+    return device.core.registers_per_vector(lanes, tvm.DataType(dtype).bits)
+
+
+def tile_fits(device: Device, rows: int, vectors: int) -> bool:
+    """Whether an accumulator tile of `rows` x `vectors` registers fits beside its operands.
+
+    Per reduction step the tile loads `vectors` weight registers and broadcasts (or loads) a
+    row's input into a temporary or two; LLVM spills once these and the accumulators exceed
+    the register file (measured on NEON: 3 pixels x 8 registers spill, 5 x 4 do not).
+    """
+    core = device.core
+    return rows * vectors <= core.accumulators and rows * vectors + vectors + 2 <= core.vector_registers
+
+
+def define_sub_block(space: ConfigSpace, block: int, device: Device, dtype: str) -> None:
+    """A `tile_ki` split of the channel block, on cores whose registers are narrower than the block."""
+    lanes = device.vector_lanes(dtype)
+    if block > lanes and block % lanes == 0:
+        space.define_split("tile_ki", block, 2, policy="factors", min_factor=lanes)
+
+
+def sub_block(config: Mapping[str, Any], block: int) -> int:
+    """Channels of the block one register tile computes (the whole block without a `tile_ki` knob)."""
+    return config["tile_ki"][1] if "tile_ki" in config else block
+
+
+def sub_blocks(space: ConfigSpace, block: int) -> list[int]:
+    """The sub-block sizes the space's `tile_ki` knob offers (just the block without one)."""
+    return [block // outer for outer, _ in space.knobs["tile_ki"].candidates] if "tile_ki" in space.knobs else [block]
+
+
+def register_tile(device: Device, dtype: str, rows: Iterable[int], blocks: Iterable[int],
+                  subs: Iterable[int]) -> tuple[int, int, int]:
+    """The (rows x blocks x sub-block) accumulator tile that fits the registers with the most vector
+    FMAs per vector load (ties: most FMAs, then the widest sub-block).
+
+    Per reduction step such a tile broadcasts `rows` inputs and loads `blocks` weight vectors of
+    `sub` channels, each sub-block `registers_of` registers wide; on NEON (no FMA with a memory
+    operand) every one is a load, so reuse, not only size, makes the tile fast.
+    """
+    def vectors(block_count: int, sub: int) -> int:
+        return block_count * registers_of(device, sub, dtype)
+
+    fitting = [(r, b, s) for r in rows for b in blocks for s in subs if tile_fits(device, r, vectors(b, s))]
+    return max(fitting, key=lambda t: (t[0] * vectors(t[1], t[2]) / (t[0] + vectors(t[1], t[2])),
+                                       t[0] * vectors(t[1], t[2]), t[2]))
+
+
+def vectorize_native(sch: s_tir.Schedule, loop: s_tir.LoopRV, device: Device, dtype: str) -> None:
+    """Vectorize `loop` one register at a time where it is wider than the core's registers.
+
+    An epilogue (SiLU's exp, GELU's erf) on a 16-lane vector is 4 NEON registers per
+    temporary: LLVM spills them; a loop over register-wide pieces keeps them in registers.
+    """
+    lanes = device.vector_lanes(dtype)
+    extent = sch.get(loop).extent
+    if isinstance(extent, tirx.IntImm) and int(extent) > lanes and int(extent) % lanes == 0:
+        loop = sch.split(loop, [None, lanes])[1]
+    sch.vectorize(loop)
