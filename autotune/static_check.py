@@ -116,6 +116,7 @@ class Counts:
     callee_saves: int = 0  # d8-d15 saved for the caller (AAPCS64), not spills
     vector_loads: int = 0  # FP/SIMD registers loaded from memory other than the stack
     vector_stores: int = 0  # FP/SIMD registers stored there (in an FMA loop: accumulators kept in memory)
+    loop_spill_stores: int = 0  # of a function: its spill stores inside innermost FMA loops (the hot path)
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -332,9 +333,10 @@ def check_library(path: str, core: Core | None = None) -> Report:
     for function in disassemble(path):
         counts = report.functions.setdefault(function.name, Counts())
         counts.add(function.counts())
-        if core is None:
-            continue
         for body in function.innermost_loops():
-            cycles = mca_cycles_per_iteration(body, core.mca_model or core.name)
-            report.loops.append(Loop(function.name, body[0].address, len(body), function.counts(body), cycles, core))
+            loop_counts = function.counts(body)
+            counts.loop_spill_stores += loop_counts.spill_stores
+            if core is not None:
+                cycles = mca_cycles_per_iteration(body, core.mca_model or core.name)
+                report.loops.append(Loop(function.name, body[0].address, len(body), loop_counts, cycles, core))
     return report

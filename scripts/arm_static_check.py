@@ -83,18 +83,20 @@ def print_table(header: Sequence[str], rows: list[Sequence[object]]) -> None:
 
 def library_row(name: str, device: Device, report: Report) -> list[object]:
     t = report.total
-    return [name, device.name, t.fma, t.spill_stores, t.spill_reloads, percent(t.spill_stores, t.fma), t.callee_saves]
+    return [name, device.name, t.fma, t.spill_stores, t.spill_reloads, percent(t.spill_stores, t.fma),
+            t.loop_spill_stores, t.callee_saves]
 
 
-LIBRARY_HEADER = ["library", "device", "fmla", "spill st", "reloads", "st/fmla", "d8-15 saves"]
+LIBRARY_HEADER = ["library", "device", "fmla", "spill st", "reloads", "st/fmla", "st in FMA loops", "d8-15 saves"]
 
 
 def print_worst(report: Report, n: int) -> None:
-    rows = [[name, c.fma, c.spill_stores, c.spill_reloads, percent(c.spill_stores, c.fma)] for name, c in report.worst_functions(n)]
+    rows = [[name, c.fma, c.spill_stores, c.spill_reloads, percent(c.spill_stores, c.fma), c.loop_spill_stores]
+            for name, c in report.worst_functions(n)]
     if rows:
-        print_table(["  function", "fmla", "spill st", "reloads", "st/fmla"], [["  " + r[0], *r[1:]] for r in rows])
+        print_table(["function", "fmla", "spill st", "reloads", "st/fmla", "st in FMA loops"], rows)
     else:
-        print("  no function spills vector registers")
+        print("no function spills vector registers")
 
 
 def check_models(paths: Sequence[str], devices: Sequence[Device], out_dir: str, per_function: int) -> None:

@@ -169,6 +169,7 @@ def test_huge_register_tile_spills(tmp_path):
     assert spills.total.spill_stores > spills.total.fma / 2 and spills.total.spill_reloads > spills.total.fma / 2
     fits_loop, spills_loop = fits.hot_loop(), spills.hot_loop()
     assert spills_loop.counts.spill_stores > 0 and fits_loop.counts.spill_stores == 0
+    assert spills.total.loop_spill_stores == sum(loop.counts.spill_stores for loop in spills.loops) > 0
     assert fits_loop.fraction_of_peak > 0.8 > 0.5 > spills_loop.fraction_of_peak
 
 
