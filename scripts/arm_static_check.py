@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +40,11 @@ TEMPLATE_CASES: list[tuple[str, tuple[int, ...], str]] = [
     ("depthwise_conv2d", (1, 144, 56, 56, 3, 3, 1, 1), "MobileNetV2 dw"),
     ("depthwise_conv2d", (1, 96, 112, 112, 3, 3, 2, 1), "MobileNetV2 dw s2"),
 ]
+
+
+def first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def compile_model(path: str, device: Device, out: str) -> str:
@@ -73,8 +79,7 @@ def print_table(header: Sequence[str], rows: list[Sequence[object]]) -> None:
     """Left-aligned first columns of text, right-aligned numbers."""
     cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    numeric = [all(row[i].replace(".", "").replace("%", "").replace("*", "").replace("-", "").isdigit() or row[i] == "-"
-                   for row in cells[1:]) and rows for i in range(len(header))]
+    numeric = [bool(rows) and all(re.fullmatch(r"[-\d.,/%*]+", row[i]) for row in cells[1:]) for i in range(len(header))]
     for n, row in enumerate(cells):
         print("  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
         if n == 0:
@@ -105,7 +110,12 @@ def check_models(paths: Sequence[str], devices: Sequence[Device], out_dir: str, 
         for path in paths:
             name = os.path.splitext(os.path.basename(path))[0]
             out = os.path.join(out_dir, f"{name}-{device.name}.so")
-            print(f"{name} for {device.name}: {compile_model(path, device, out)}", file=sys.stderr)
+            try:
+                print(f"{name} for {device.name}: {compile_model(path, device, out)}", file=sys.stderr)
+            except Exception as error:  # noqa: BLE001 - one model that does not compile: said, and the others go on
+                print(f"{name} for {device.name}: not compiled: {first_line(error)}", file=sys.stderr)
+                rows.append([name, device.name] + ["-"] * (len(LIBRARY_HEADER) - 2))
+                continue
             report = check_library(out)
             rows.append(library_row(name, device, report))
             reports.append((f"{name} for {device.name}", report))
@@ -118,13 +128,15 @@ def check_models(paths: Sequence[str], devices: Sequence[Device], out_dir: str, 
 
 def check_templates(cases: Sequence[tuple[str, tuple[int, ...], str]], devices: Sequence[Device], out_dir: str,
                     per_function: int) -> None:
-    rows = []
+    rows, reports = [], []
     for device in devices:
         core = device.core
         for op, shape, origin in cases:
-            report = check_library(compile_template(op, shape, device, out_dir), core)
-            loop = report.hot_loop()
             kernel = f"{op} {','.join(map(str, shape))}"
+            print(f"{kernel} for {device.name} ...", file=sys.stderr)
+            report = check_library(compile_template(op, shape, device, out_dir), core)
+            reports.append((f"{kernel} for {device.name}", report))
+            loop = report.hot_loop()
             if loop is None:
                 rows.append([kernel, origin, device.name, report.total.fma, report.total.spill_stores] + ["-"] * 8)
                 continue
@@ -133,9 +145,6 @@ def check_templates(cases: Sequence[tuple[str, tuple[int, ...], str]], devices: 
                          f"{c.spill_stores}/{c.spill_reloads}", f"{loop.mca_cycles:.1f}",
                          f"{loop.flop_per_cycle:.2f}" + ("*" if loop.capped else ""), f"{core.peak_flops_per_cycle():g}",
                          f"{loop.fraction_of_peak:.0%}", f"{loop.loads_per_fma:.2f}", f"{loop.stores_per_fma:.2f}"])
-            if per_function:
-                print(f"\nmost spills in {kernel} for {device.name}:")
-                print_worst(report, per_function)
     print("\ninnermost FMA loop of each template's default config (llvm-mca, core model: "
           + ", ".join(sorted({f"{d.name}={d.core.mca_model}" for d in devices})) + ")")
     print_table(["kernel", "from", "device", "fmla", "spill st", "loop fmla", "spill st/ld", "cyc/iter", "FLOP/cyc",
@@ -144,6 +153,9 @@ def check_templates(cases: Sequence[tuple[str, tuple[int, ...], str]], devices: 
           "registers loaded and stored per FMA, spills apart (st/fma near 1: the accumulators live in memory)")
     if any(str(row[8]).endswith("*") for row in rows):
         print("* llvm-mca's model issues FMAs faster than the core can: capped at the core's FMA rate")
+    for title, report in reports if per_function else []:
+        print(f"\nmost spills in {title}:")
+        print_worst(report, per_function)
 
 
 def parse_template(text: str) -> tuple[str, tuple[int, ...], str]:
