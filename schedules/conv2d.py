@@ -24,7 +24,7 @@ from tvm.sym.pattern import detect_linear_equation
 from schedules.default import schedule_leftover_blocks
 from schedules.matching import anchor_block, fuse_epilogue, producer_of
 from schedules.registers import (accumulator_budget, define_sub_block, register_tile, registers_of, sub_block,
-                                 sub_blocks, tile_fits, vectorize_native)
+                                 max_unroll, min_unroll, sub_blocks, tile_fits, vectorize_native)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Template, Workload
 from targets import Device
@@ -118,7 +118,8 @@ class Conv2dCPU(Template):
         space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
         space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
         space.define_split("tile_ko", wl["K"] // kb, 2, policy="factors", max_factor=4)
-        space.define_split("tile_ci", cb, 2, policy="factors", max_factor=16)
+        space.define_split("tile_ci", cb, 2, policy="factors", max_factor=max_unroll(device, 16),
+                           min_factor=min_unroll(device, cb))
         space.define_knob("order", ["hk", "kh"])
         define_sub_block(space, kb, device, wl["dtype"])
         space.add_constraint(

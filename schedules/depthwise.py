@@ -113,7 +113,8 @@ class DepthwiseConv2dCPU(Template):
         oh, ow = out_size(wl)
         space = ConfigSpace()
         space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
-        space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
+        # two rows of outputs read two rows of inputs per tap: on NEON more loads than registers
+        space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2 if device.core.fma_memory_operand else 1)
         space.define_split("tile_c", wl["C"] // channel_block(wl["C"]), 2, policy="factors", max_factor=4)
         space.define_knob("order", ["ch", "hc"])  # parallel loop: (n, c-block, oh) or (n, oh, c-block)
         space.define_knob("taps", ["outer", "inner"])  # (r, s) around the register tile, or inside it

@@ -32,12 +32,25 @@ def registers_of(device: Device, lanes: int, dtype: str) -> int:
 def tile_fits(device: Device, rows: int, vectors: int) -> bool:
     """Whether an accumulator tile of `rows` x `vectors` registers fits beside its operands.
 
-    Per reduction step the tile loads `vectors` weight registers and broadcasts (or loads) a
-    row's input into a temporary or two; LLVM spills once these and the accumulators exceed
-    the register file (measured on NEON: 3 pixels x 8 registers spill, 5 x 4 do not).
+    Per reduction step the tile loads `vectors` weight registers and broadcasts (or loads)
+    inputs into a few temporaries; LLVM spills once these and the accumulators exceed the
+    register file (measured on the Cortex-A76 over a grid of conv2d tiles: 4 pixels x 6
+    registers spill, 8 x 3 and 7 x 3 do not).
     """
     core = device.core
-    return rows * vectors <= core.accumulators and rows * vectors + vectors + 2 <= core.vector_registers
+    return rows * vectors <= core.accumulators and rows * vectors + vectors + 4 <= core.vector_registers
+
+
+def max_unroll(device: Device, unroll: int) -> int:
+    """Most reduction steps a tile may unroll: `unroll` where FMAs read weights from memory (x86),
+    else 4 (NEON: LLVM hoists the weight loads of more unrolled steps and spills them)."""
+    return unroll if device.core.fma_memory_operand else min(unroll, 4)
+
+
+def min_unroll(device: Device, extent: int) -> int:
+    """Fewest reduction steps a tile unrolls: 1 on x86; 2 on NEON, where LLVM fully unrolls a
+    short loop of single steps by itself and then hoists (and spills) all their loads."""
+    return 1 if device.core.fma_memory_operand else min(2, extent)
 
 
 def define_sub_block(space: ConfigSpace, block: int, device: Device, dtype: str) -> None:

@@ -32,7 +32,7 @@ from schedules.conv2d import Conv2dCPU, channel_block, dilation_of, out_size, pa
 from schedules.default import schedule_leftover_blocks
 from schedules.matching import anchor_block, fuse_epilogue, producer_of
 from schedules.registers import (accumulator_budget, define_sub_block, register_tile, registers_of, sub_block,
-                                 sub_blocks, tile_fits, vectorize_native)
+                                 max_unroll, min_unroll, sub_blocks, tile_fits, vectorize_native)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
@@ -183,7 +183,8 @@ class Conv2dWinogradCPU(Conv2dCPU):
         space.define_split("tile_ty", oh // 2, 2, policy="factors")  # (row blocks, tile rows per block)
         space.define_split("tile_tx", ow // 2, 2, policy="factors", max_factor=16)  # (.., mr tiles)
         space.define_split("tile_ko", wl["K"] // channel_block(wl["K"]), 2, policy="factors", max_factor=4)  # (.., nr)
-        space.define_split("tile_c", wl["C"], 2, policy="factors", max_factor=8)  # (.., unrolled channels)
+        space.define_split("tile_c", wl["C"], 2, policy="factors", max_factor=max_unroll(device, 8),
+                           min_factor=min_unroll(device, wl["C"]))  # (.., unrolled channels)
         space.define_knob("order", ["rows", "channels"])  # the parallel blocks: of tile rows, of output channels
         kb = channel_block(wl["K"])
         define_sub_block(space, kb, device, wl["dtype"])

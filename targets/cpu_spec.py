@@ -25,6 +25,9 @@ class Core:
     16 of 32 was measured best here, 28 spilled). `mca_model` is the LLVM CPU whose
     scheduling model llvm-mca uses for this core (LLVM 19 gives the Cortex-A76 the
     Cortex-A57 model, half the A76's FMA rate; the Neoverse N1 is the A76's design).
+    `fma_memory_operand`: an FMA can read one operand from memory (x86), so unrolled
+    reduction steps need no registers for their weights; on NEON every operand is loaded
+    into a register first, and LLVM hoists the loads of unrolled steps.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Core:
     l1d_kib: int
     l2_kib: int
     mca_model: str | None = None
+    fma_memory_operand: bool = False
 
     def lanes(self, dtype_bits: int = 32) -> int:
         return max(1, self.vector_bits // dtype_bits)
@@ -116,5 +120,5 @@ def host_cpu_spec(target: Mapping[str, Any], cores: int) -> CpuSpec:
         return CpuSpec((Cluster(core, cores),))
     registers, accumulators, fma = X86_VECTOR_UNITS[kind.vector_isa]
     core = Core(name, vector_registers=registers, vector_bits=kind.vector_bits, accumulators=accumulators,
-                fma_per_cycle=fma, fma_latency=4, l1d_kib=32, l2_kib=1024, mca_model=name)
+                fma_per_cycle=fma, fma_latency=4, l1d_kib=32, l2_kib=1024, mca_model=name, fma_memory_operand=True)
     return CpuSpec((Cluster(core, cores),))
