@@ -42,10 +42,10 @@ def board():
                 os.killpg(pid, 0)
 
 
-def tune_on_board(board, log, device: str, shape: str, trials: int) -> list[dict]:
-    """`autotune tune-op matmul` measured on the board; the log's records."""
+def tune_on_board(board, log, device: str, shape: str, trials: int, op: str = "matmul") -> list[dict]:
+    """`autotune tune-op OP` measured on the board; the log's records."""
     result = subprocess.run(
-        [sys.executable, "-m", "autotune.cli", "tune-op", "matmul", "--shape", shape, "--device", device,
+        [sys.executable, "-m", "autotune.cli", "tune-op", op, "--shape", shape, "--device", device,
          "--rpc", "--tracker", f"127.0.0.1:{board.port}", "--rpc-key", KEY, "--trials", str(trials),
          "--batch-size", "4", "--tuner", "random", "--repeat", "1", "--min-repeat-ms", "1", "--log", str(log)],
         capture_output=True, text=True, timeout=900,
@@ -100,3 +100,14 @@ def test_big_little_threading_knobs_are_tuned_logged_and_applied_on_the_board(bo
         knobs = record["config"]["knobs"]
         assert knobs["affinity"] in ("big", "little", "any")
         assert 1 <= knobs["threads"] <= {"big": 4, "little": 4, "any": 8}[knobs["affinity"]]
+
+
+@pytest.mark.parametrize("op,shape", [("conv2d", "1,32,6,6,32,3,3,1,1"), ("conv2d_winograd", "1,16,4,4,32,3,3,1,1"),
+                                      ("depthwise_conv2d", "1,32,6,6,3,3,1,1")])
+def test_neon_register_tiles_compute_the_right_numbers_on_the_board(board, tmp_path, op, shape):
+    """Sub-block tiles (`tile_ki`: part of a 16-channel block per register tile) and the NEON
+    spaces, compiled for the Cortex-A76 and checked against numpy on the (emulated) board."""
+    records = tune_on_board(board, tmp_path / f"{op}.jsonl", "cortex-a76", shape, 6, op=op)
+    assert [r["result"]["error"] for r in records] == ["none"] * 6
+    if op != "depthwise_conv2d":
+        assert {r["config"]["knobs"]["tile_ki"][1] for r in records} - {16}, "no sub-block tile was tried"
