@@ -163,7 +163,7 @@ class DepthwiseConv2dCPU(Template):
         # Rows of taps stay a loop where a block spans several registers: fully unrolled, LLVM
         # loads every tap's kernel registers up front and spills them (NEON has no FMA with a
         # memory operand; AVX-512 folds those loads into its FMAs).
-        unrolled = (r, s) if registers_of(device, channel_block(wl["C"]), wl["dtype"]) == 1 else (s,) if wl["S"] <= 3 else ()
+        unrolled = (r, s) if registers_of(device, channel_block(wl["C"]), wl["dtype"]) == 1 else (s,)
         for loop in (*unrolled, c1, oh1, ow1):
             sch.unroll(loop)
         sch.vectorize(ci)
