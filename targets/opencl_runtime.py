@@ -68,6 +68,13 @@ def load_opencl_runtime() -> Path | None:
     return path
 
 
+def opencl_runtime_installed() -> bool:
+    """Whether TVM's OpenCL runtime is loaded or can be (whether an OpenCL driver is present is not asked)."""
+    import tvm
+
+    return tvm.runtime.enabled("opencl") or find_opencl_runtime() is not None
+
+
 def require_opencl_runtime() -> None:
     """The runtime loaded, and an OpenCL device present; RuntimeError saying which is missing."""
     import tvm

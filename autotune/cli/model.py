@@ -47,6 +47,8 @@ def open_model(args: argparse.Namespace) -> OpenModel:
 
     try:
         device = get_device(args.device)
+        if getattr(args, "this_host", False):
+            device = device.driven_from_this_machine()
         model = read_model(args.model)
         shapes = resolve_shapes(model, parse_input_shapes(args.input_shape))
     except (ModelError, ValueError) as error:
@@ -168,8 +170,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     dtypes = input_dtypes(opened.model)
     inputs = {name: (dims, dtypes[name]) for name, dims in opened.shapes.items()}
     export_model(executable, device, args.output, inputs, thread_pool_for(tasks, records))
-    if not device.cross_compiler:
-        load_model(args.output)  # it loads back
+    if not device.cross_compiler:  # it loads back (a GPU's library: where this machine runs OpenCL)
+        from targets.opencl_runtime import opencl_unavailable_reason
+
+        reason = opencl_unavailable_reason() if device.runtime_kind == "opencl" else None
+        if reason:
+            note(f"not loaded back here: {reason}")
+        else:
+            load_model(args.output, device=device)
     print(f"wrote {args.output} (and {args.output}.json)")
     return 0
 
@@ -243,6 +251,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           help="tuning log (repeatable); untuned tasks get their template's default")
     compile_.add_argument("-o", "--output", required=True, help="shared library to write (a manifest goes beside it)")
     compile_.add_argument("--strict", action="store_true", help="fail, naming them, if any task would use a fallback")
+    compile_.add_argument("--this-host", action="store_true",
+                          help="a GPU preset's kernels with this machine as their host instead of the board's CPU "
+                               "(to run them here on an OpenCL such as PoCL, or on an x86 RPC server standing in)")
 
     bench = model_command("bench", "time an ONNX model tuned, untuned and in ONNX Runtime", cmd_bench)
     bench.add_argument("--log", action="append", dest="logs", help="tuning log (repeatable)")
