@@ -30,6 +30,16 @@ def conv_matmul() -> onnx.ModelProto:
     return g.model("conv_matmul", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])], x, [1, 10])
 
 
+def odd_elementwise() -> onnx.ModelProto:
+    """ReLU and a per-channel scale on 1x7x11x13 (1001 elements, 7 * 11 * 13): no work group of a warp's
+    multiple divides it, so the work-group rule pads the launch and the kernel guards the extra threads."""
+    g = make_models.GraphBuilder(seed=2)
+    scale = g.const(np.linspace(0.5, 2.0, 7, dtype=np.float32).reshape(1, 7, 1, 1), "scale")
+    x = g.op("Mul", [g.op("Relu", ["input"]), scale])
+    return g.model("odd_elementwise", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 7, 11, 13])], x,
+                   [1, 7, 11, 13])
+
+
 def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Random float inputs; token ids below 50; an attention mask with its last two positions masked."""
     rng = np.random.default_rng(0)
@@ -66,3 +76,14 @@ def errors(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     """(max abs error, max abs error relative to the output's largest magnitude)."""
     worst = float(np.abs(actual - expected).max())
     return worst, worst / float(np.abs(expected).max())
+
+
+def opencl_source(executable) -> str:
+    """The OpenCL C of a compiled model (the "opencl" module in its import tree)."""
+    pending, sources = [executable.mod], []
+    while pending:
+        module = pending.pop()
+        if module.kind == "opencl":
+            sources.append(module.inspect_source())
+        pending.extend(module.imports)
+    return "\n".join(sources)
