@@ -26,7 +26,7 @@ from tvm import tirx
 from targets.gpu_spec import GpuSpec
 from targets.tvm_compat import LOWERED_HOST_DEVICE_PASS, is_kernel_launch
 
-#: Bytes TVM allocates per element of each scope that counts.
+#: TVM's storage scopes of OpenCL `__local` memory, and of per-thread arrays (registers).
 _LOCAL_MEMORY_SCOPES = ("shared", "shared.dyn")
 _REGISTER_SCOPE = "local"
 _DYNAMIC_SHARED = "tirx.use_dyn_shared_memory"
@@ -136,8 +136,10 @@ class LaunchRecorder:
                 if info.name == LOWERED_HOST_DEVICE_PASS:
                     recorder.launches.update((launch.kernel, launch) for launch in kernel_launches(module))
 
-        context = tvm.transform.PassContext.current()
+        context = tvm.transform.PassContext.current()  # the caller's settings, with one more instrument
         with tvm.transform.PassContext(opt_level=context.opt_level, config=dict(context.config),
+                                       required_pass=list(context.required_pass),
+                                       disabled_pass=list(context.disabled_pass),
                                        instruments=[*context.instruments, _Instrument()]):
             yield self
 
