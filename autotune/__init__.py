@@ -6,7 +6,7 @@
     func = autotune.apply_best("matmul.jsonl", task)
 
     imported = autotune.import_onnx("model.onnx")           # Relax, as imported
-    tasks = autotune.with_alternatives(autotune.extract_tasks(autotune.lower(imported), device))
+    tasks = autotune.with_alternatives(autotune.extract_tasks(autotune.lower(imported, layout=device.conv_layout), device))
     autotune.tune_model(tasks, "model.jsonl", autotune.TuneOptions(trials=2000))   # one task per workload and algorithm
     records = autotune.load_records("model.jsonl")
     module, tasks = autotune.lower_for_logs(imported, device, records)   # the faster algorithms

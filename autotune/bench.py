@@ -18,6 +18,7 @@ import tvm
 from tvm import relax
 
 from autotune.model import input_dtypes
+from targets import Device, get_device
 
 PAUSE_SECONDS = 0.3
 
@@ -35,10 +36,11 @@ def random_inputs(model: onnx.ModelProto, shapes: Mapping[str, list[int]], seed:
 
 
 class VMRunner:
-    """A compiled model on this machine's CPU, called with numpy inputs."""
+    """A compiled model on this machine, called with numpy inputs (on the device's runtime device:
+    the host preset's CPU by default)."""
 
-    def __init__(self, executable: relax.Executable, feeds: Mapping[str, np.ndarray]):
-        self.dev = tvm.cpu()
+    def __init__(self, executable: relax.Executable, feeds: Mapping[str, np.ndarray], device: Device | None = None):
+        self.dev = (device or get_device("host")).runtime_device()
         self.vm = relax.VirtualMachine(executable, self.dev)
         self.args = [tvm.runtime.tensor(x, self.dev) for x in feeds.values()]
 

@@ -6,8 +6,10 @@ task, weighted by how often one inference calls them. Where a template offers an
 algorithm for a task's operator (Winograd for a 3x3 conv2d), tuning measures that too,
 and compiling lowers each operator with the algorithm its logs found faster. Compiling
 schedules each owned function with its task's best logged config (the template's
-default when the logs have none) and every other function with a default schedule, and
-says which got what.
+default when the logs have none) and every other function with the default schedule of the
+device's family, and says which got what. On an OpenCL device no function may stay without
+a thread binding (it would silently run as host code): scheduling fails loudly instead, and
+compiling checks every kernel's launch against the GPU's limits.
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ from autotune.log.record import Record
 from autotune.log.store import as_store
 from autotune.task import Task
 from schedules import Config, Template, TemplateRegistry, Workload, default_registry
-from schedules.default import schedule_default
+from schedules.registry import default_schedule
 from schedules.threading import thread_pool_setting
-from targets import Device
+from targets import Device, get_device
+from targets.kernel_launch import KernelLaunch, LaunchLimitError, compile_recording_launches, hard_violations
 from targets.tvm_compat import config_threadpool
 
 
@@ -136,14 +139,14 @@ def lower_for_logs(
     """The imported model lowered with, per operator, the algorithm the logs measured fastest; and its tasks.
 
     Winograd's is the one alternative algorithm today (`lower`'s `winograd_convs`).
-    `lowered`: `lower(imported)`, when the caller has it already.
+    `lowered`: `lower(imported, layout=device.conv_layout)`, when the caller has it already.
     """
     records = as_store(records)
-    module = lowered if lowered is not None else lower(imported)
+    module = lowered if lowered is not None else lower(imported, layout=device.conv_layout)
     tasks = extract_tasks(module, device, registry)
     winograd_convs = replaced_by_alternatives(with_alternatives(tasks, registry), records, packs)
     if winograd_convs:
-        module = lower(imported, winograd_convs)
+        module = lower(imported, winograd_convs, device.conv_layout)
         tasks = extract_tasks(module, device, registry)
     return module, tasks
 
@@ -156,6 +159,8 @@ class Coverage:
     from_packs: dict[str, list[str]] = field(default_factory=dict)  # of which, per pack label, configs from a pack
     fallback: list[str] = field(default_factory=list)  # tasks on their template's default config
     default_schedule: list[str] = field(default_factory=list)  # functions no template owns
+    default_rules: Counter = field(default_factory=Counter)  # of which, per default rule, how many it scheduled
+    gpu: bool = False  # an OpenCL device's coverage: its default schedule is the GPU one
     unscheduled: list[str] = field(default_factory=list)  # functions nothing could schedule
     failed: list[str] = field(default_factory=list)  # functions their chosen config did not apply to
     plain_layout: list[str] = field(default_factory=list)  # operators lowered without a template, with why
@@ -166,6 +171,11 @@ class Coverage:
         packs = f" ({packs})" if packs else ""
         text = (f"coverage: {len(self.tuned)}/{total} tasks tuned{packs}, {len(self.fallback)} on default configs; "
                 f"{len(self.default_schedule)} other functions on default schedules")
+        if self.gpu:
+            rules = ", ".join(f"{rule} {n}" for rule, n in self.default_rules.most_common())
+            text = (f"coverage: {total} tasks on templates ({len(self.tuned)} tuned{packs}, {len(self.fallback)} on "
+                    f"default configs); {len(self.default_schedule)} other functions on the GPU default schedule"
+                    + (f" ({rules})" if rules else ""))
         if self.failed:
             text += f"; the chosen config did not apply to {len(self.failed)} functions (default config used)"
         if self.unscheduled:
@@ -198,8 +208,9 @@ def schedule_model(
     """
     registry = registry or default_registry()
     records = as_store(records)
-    target = device.tvm_target
-    coverage = Coverage(plain_layout=[str(entry) for entry in (module.attrs or {}).get(PLAIN_LAYOUT_ATTR, [])])
+    default = default_schedule(device)
+    coverage = Coverage(plain_layout=[str(entry) for entry in (module.attrs or {}).get(PLAIN_LAYOUT_ATTR, [])],
+                        gpu=device.family == "opencl")
     module = tvm.IRModule(dict(module.functions.items()), attrs=module.attrs)
     scheduled: dict[str, tirx.PrimFunc | None] = {}
     for model_task in tasks if tasks is not None else extract_tasks(module, device, registry):
@@ -216,15 +227,40 @@ def schedule_model(
             scheduled[name], error = _apply(task, func, config)
             if error:  # reported, then the default config, then a default schedule
                 coverage.failed.append(f"{name} ({error})")
-                scheduled[name] = _apply(task, func, task.default_config)[0] or schedule_default(func, target)
+                scheduled[name] = _apply(task, func, task.default_config)[0] or _first(default(func))
     for name, func in primfuncs(module).items():
         if name not in scheduled:
-            scheduled[name] = schedule_default(func, target)
-            (coverage.unscheduled if scheduled[name] is None else coverage.default_schedule).append(name)
+            result = default(func)
+            scheduled[name] = _first(result)
+            (coverage.unscheduled if result is None else coverage.default_schedule).append(name)
+            if result is not None:
+                coverage.default_rules[result[1]] += 1
+    if device.family == "opencl":
+        check_bound(scheduled, device)
     for name, func in scheduled.items():
         if func is not None:
             module.update_func(module.get_global_var(name), func.with_attr("tirx.is_scheduled", True))
     return module, coverage
+
+
+class UnboundFunctionError(RuntimeError):
+    """Functions of a model for a GPU that no schedule bound to threads (they would run as host code)."""
+
+
+def check_bound(scheduled: dict[str, tirx.PrimFunc | None], device: Device) -> None:
+    """UnboundFunctionError naming every function whose blocks are not all bound to GPU threads."""
+    from schedules.gpu_default import unbound_blocks
+
+    unbound = {name: ["not scheduled"] if func is None else unbound_blocks(func) for name, func in scheduled.items()}
+    unbound = {name: blocks for name, blocks in unbound.items() if blocks}
+    if unbound:
+        named = "; ".join(f"{name} ({', '.join(blocks)})" for name, blocks in sorted(unbound.items()))
+        raise UnboundFunctionError(f"{len(unbound)} functions would run as host code on {device.name}, "
+                                   f"bound to no GPU thread: {named}")
+
+
+def _first(result: tuple[tirx.PrimFunc, str] | None) -> tirx.PrimFunc | None:
+    return None if result is None else result[0]
 
 
 def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tuple[tirx.PrimFunc | None, str | None]:
@@ -237,8 +273,33 @@ def _apply(task: Task, func: tirx.PrimFunc, config: Config) -> tuple[tirx.PrimFu
 
 
 def compile_model(module: tvm.IRModule, device: Device) -> relax.Executable:
-    """Build a scheduled model for the device (the device's host target for the VM code)."""
-    return tvm.compile(prepack_weights(module), target=device.tvm_target)
+    """Build a scheduled model for the device (the device's host target for the VM code); for a GPU,
+    LaunchLimitError when a kernel's launch is past the GPU's limits."""
+    return compile_model_with_launches(module, device)[0]
+
+
+def compile_model_with_launches(module: tvm.IRModule, device: Device) -> tuple[relax.Executable, list[KernelLaunch]]:
+    """`compile_model`, and the launch of each of its GPU kernels (none on a CPU)."""
+    module = prepack_weights(module)
+    if device.gpu is None:
+        return tvm.compile(module, target=device.tvm_target), []
+    executable, launches = compile_recording_launches(module, device.tvm_target)
+    hosted = functions_without_kernels(module, launches)
+    if hosted:
+        raise UnboundFunctionError(f"{len(hosted)} functions compiled to host code on {device.name}, with no OpenCL "
+                                   f"kernel: {', '.join(hosted)}")
+    violations = hard_violations(launches, device.gpu)
+    if violations:
+        raise LaunchLimitError(device.name, violations)
+    return executable, launches
+
+
+def functions_without_kernels(module: tvm.IRModule, launches: Sequence[KernelLaunch]) -> list[str]:
+    """The PrimFuncs of `module` none of `launches` comes from (TVM names a function's kernels
+    "<function>_kernel", "<function>_kernel_1", ...)."""
+    kernels = {launch.kernel for launch in launches}
+    return sorted(name for name in primfuncs(module)
+                  if not any(k == f"{name}_kernel" or k.startswith(f"{name}_kernel_") for k in kernels))
 
 
 def prepack_weights(module: tvm.IRModule) -> tvm.IRModule:
@@ -283,20 +344,23 @@ def export_model(executable: relax.Executable, device: Device, path: str, inputs
     return path + ".json"
 
 
-def load_model(path: str, session=None) -> relax.VirtualMachine:
-    """A compiled model's VM, with its manifest's thread pool applied first.
+def load_model(path: str, session=None, device: Device | None = None) -> relax.VirtualMachine:
+    """A compiled model's VM on its device's runtime device, with its manifest's thread pool applied first.
 
     `session` is a TVM RPC session for a model that runs on a remote device (the library
-    is uploaded there); None runs on this machine. Set TVM_NUM_THREADS in the process
+    is uploaded there); None runs on this machine. `device`: the device it was compiled for
+    (default: the preset its manifest names). Set TVM_NUM_THREADS in the process
     before TVM's thread pool starts: parallel regions launch much faster with it.
     """
     with open(path + ".json") as stream:
         manifest = json.load(stream)
+    device = device or get_device(manifest["device"])
     if session is None:
-        dev, lib = tvm.cpu(), tvm.runtime.load_module(path)
+        dev = device.runtime_device()  # first: an OpenCL module loads with the OpenCL runtime only
+        lib = tvm.runtime.load_module(path)
     else:
         session.upload(path)
-        dev, lib = session.cpu(), session.load_module(os.path.basename(path))
+        dev, lib = device.runtime_device(session), session.load_module(os.path.basename(path))
     if manifest.get("thread_pool"):
         config_threadpool(session)(*manifest["thread_pool"])
     return relax.VirtualMachine(lib, dev)

@@ -1,12 +1,15 @@
 """ONNX models: import to Relax, lower to PrimFuncs the templates know, compile for a device.
 
-Lowering converts every conv2d a template serves to a blocked channel layout (NCHW[x]c,
+The device says which layout its convolutions take (`Device.conv_layout`). For "NCHWc" (the
+CPUs), lowering converts every conv2d a template serves to a blocked channel layout (NCHW[x]c,
 `schedules.conv2d.channel_block`) with `relax.transform.ConvertLayout`, legalizes it with
 the template's own compute, folds the weight layout transforms into constants, then
 legalizes and fuses the rest as TVM does (`relax.get_pipeline("zero")`). Layout
 transforms remain only where the graph enters and leaves the blocked layout. The 3x3
 convolutions named in `winograd_convs` are computed by Winograd's algorithm instead, their
-kernels transformed once, at compile time, with the rest of the constants.
+kernels transformed once, at compile time, with the rest of the constants. For "NCHW" (the
+GPUs, until their OpenCL templates choose a layout), convolutions keep TVM's layout and
+legalization, channels are not padded, and there is no Winograd.
 """
 from __future__ import annotations
 
@@ -70,12 +73,12 @@ def resolve_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] |
 
 
 def load_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None,
-              winograd_convs: Collection[Workload] = ()) -> tvm.IRModule:
-    """The model as a Relax module of fused PrimFuncs (see `lower`, also for `winograd_convs`).
+              winograd_convs: Collection[Workload] = (), layout: str = "NCHWc") -> tvm.IRModule:
+    """The model as a Relax module of fused PrimFuncs (see `lower`, also for `winograd_convs` and `layout`).
 
     `shapes` gives input shapes by name; needed for inputs with symbolic dimensions.
     """
-    return lower(import_onnx(source, shapes), winograd_convs)
+    return lower(import_onnx(source, shapes), winograd_convs, layout)
 
 
 def import_onnx(source: str | os.PathLike | onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tvm.IRModule:
@@ -131,12 +134,21 @@ def input_shapes(model: onnx.ModelProto) -> dict[str, list[int | str]]:
     return shapes
 
 
-def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tvm.IRModule:
-    """Relax from the ONNX importer -> fused PrimFuncs, convolutions in blocked layouts.
+#: The convolution layouts `lower` knows (`Device.conv_layout`).
+CONV_LAYOUTS = ("NCHWc", "NCHW")
+
+
+def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = (), layout: str = "NCHWc") -> tvm.IRModule:
+    """Relax from the ONNX importer -> fused PrimFuncs, convolutions in the device's layout.
 
     `winograd_convs`: the "conv2d" workloads (as `extract_tasks` names them) to compute
     by Winograd's algorithm (`schedules.winograd`); ValueError for one it cannot compute.
+    `layout`: "NCHWc" blocks channels for the CPU templates, "NCHW" keeps TVM's own.
     """
+    if layout not in CONV_LAYOUTS:
+        raise ValueError(f"unknown conv layout {layout!r}; known: {', '.join(CONV_LAYOUTS)}")
+    if layout == "NCHW":
+        return _lower_plain(module, winograd_convs)
     for workload in winograd_convs:
         if not Conv2dWinogradCPU().serves(workload):
             raise ValueError(f"Winograd's algorithm cannot compute {workload} (a 3x3, stride-1 conv2d with an even output)")
@@ -160,6 +172,18 @@ def lower(module: tvm.IRModule, winograd_convs: Collection[Workload] = ()) -> tv
     except Exception as error:  # noqa: BLE001
         raise LoweringError(f"lowering failed: {first_line(error)}") from None
     return lowered.with_attr(PLAIN_LAYOUT_ATTR, [f"every conv: TVM's ConvertLayout fails on this model ({reason})"])
+
+
+def _lower_plain(module: tvm.IRModule, winograd_convs: Collection[Workload]) -> tvm.IRModule:
+    """The lowering without layout conversion or channel padding: TVM's legalization of every conv."""
+    if winograd_convs:
+        raise ValueError("Winograd's algorithm is computed in the blocked layout only")
+    legalize_conv2d = functools.partial(_legalize_conv2d, winograd=frozenset())
+    try:
+        lowered = _lower_with(graph_rewrites.before_lowering(module), None, legalize_conv2d)
+    except Exception as error:  # noqa: BLE001 - TVM passes raise InternalError, ValueError, TypeError...
+        raise LoweringError(f"lowering failed: {first_line(error)}") from None
+    return lowered.with_attr(PLAIN_LAYOUT_ATTR, [])
 
 
 def _lower_with(module: tvm.IRModule, plan: LayoutPlan | None, legalize_conv2d) -> tvm.IRModule:

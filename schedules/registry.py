@@ -1,9 +1,18 @@
 """Which template serves which operator: an explicit registry object, no import-time globals."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from schedules.template import Template
+
+if TYPE_CHECKING:
+    from tvm import tirx
+
+    from targets import Device
+
+#: A device family's default schedule: the function scheduled and the rule that did it, or None.
+DefaultSchedule = Callable[["tirx.PrimFunc"], "tuple[tirx.PrimFunc, str] | None"]
 
 
 class TemplateRegistry:
@@ -50,3 +59,22 @@ def default_registry() -> TemplateRegistry:
 
     return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU(),
                              GroupConv2dCPU()])
+
+
+def default_schedule(device: Device) -> DefaultSchedule:
+    """The default schedule of the device's family, for the functions no template owns: CPUs get
+    `schedules.default` (a function it cannot schedule stays a serial loop nest, which is
+    correct), OpenCL devices `schedules.gpu_default` (None there means the function would run
+    as host code: the caller must not compile it)."""
+    target = device.tvm_target
+    if device.family == "opencl":
+        from schedules.gpu_default import schedule_gpu_default
+
+        return lambda func: schedule_gpu_default(func, target, device.gpu)
+    from schedules.default import schedule_default
+
+    def cpu_default(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, str] | None:
+        scheduled = schedule_default(func, target)
+        return None if scheduled is None else (scheduled, "default")
+
+    return cpu_default

@@ -7,6 +7,7 @@ import psutil
 
 from targets.cpu_spec import arm_cpu_spec, host_cpu_spec
 from targets.device import Device
+from targets.gpu_spec import GpuSpec, adreno, mali
 from targets.tvm_compat import host_cpu_name
 
 AARCH64_GCC = "aarch64-linux-gnu-gcc"
@@ -55,25 +56,29 @@ def arm_cpu(name: str, mcpu: str | None, description: str, clusters: dict[str, i
     )
 
 
-def mobile_gpu(name: str, target: dict, description: str) -> Device:
-    """An OpenCL GPU driven from a 64-bit ARM host."""
+def mobile_gpu(name: str, target: dict, gpu: GpuSpec, description: str) -> Device:
+    """An OpenCL GPU driven from a 64-bit ARM host; its launch limits go into the TVM target."""
     host_cpu = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
     return Device(
         name=name,
-        target=target,
+        target={**target, **gpu.target_limits()},
         num_threads=1,
         family="opencl",
         host=host_cpu,
         cross_compiler=AARCH64_GCC,
         rpc_key=name,
-        description=description,
+        description=f"{description}; limits of the {gpu.name}",
         cpu=arm_cpu_spec({"generic": 4}),
+        gpu=gpu,
+        conv_layout="NCHW",
     )
 
 
-def _mali(generation: str) -> dict:
-    return {"kind": "opencl", "device": "mali", "keys": ["mali", "opencl", "gpu"],
-            "max_num_threads": 256 if generation == "bifrost" else 512, "thread_warp_size": 1}
+#: TVM's Mali target: warp size 1 keeps TVM's cross-thread reductions in local memory (OpenCL
+#: has no portable warp shuffle); the lock-step width is the spec's business.
+MALI = {"kind": "opencl", "device": "mali", "keys": ["mali", "opencl", "gpu"], "thread_warp_size": 1}
+#: TVM's Adreno tag, with buffers (its texture variant generates invalid OpenCL C for conv2d in 0.27).
+ADRENO = {"tag": "qcom/adreno-opencl"}
 
 
 PRESETS: dict[str, Callable[[], Device]] = {
@@ -88,13 +93,18 @@ PRESETS: dict[str, Callable[[], Device]] = {
                                   {"cortex-a76": 4}),
     "phone-a76-a55": lambda: arm_cpu("phone-a76-a55", "cortex-a76", "big.LITTLE phone: 4x Cortex-A76 + 4x Cortex-A55",
                                      {"cortex-a76": 4, "cortex-a55": 4}),
-    "mali-bifrost": lambda: mobile_gpu("mali-bifrost", _mali("bifrost"), "Mali Bifrost GPU (G52/G72/G76), OpenCL"),
-    "mali-valhall": lambda: mobile_gpu("mali-valhall", _mali("valhall"), "Mali Valhall GPU (G57/G77/G78/G710), OpenCL"),
-    "adreno-6xx": lambda: mobile_gpu("adreno-6xx", {"tag": "qcom/adreno-opencl"}, "Adreno 6xx GPU, OpenCL"),
-    "adreno-7xx": lambda: mobile_gpu(
-        "adreno-7xx", {"tag": "qcom/adreno-opencl", "max_num_threads": 1024, "max_threads_per_block": 1024},
-        "Adreno 7xx GPU, OpenCL",
-    ),
+    # Work-group limits as the presets had them: 256 on Bifrost (its drivers report 384, less
+    # for kernels past 32 registers), 512 on Valhall, TVM's 256 for the Adreno 6xx, 1024 on the 7xx.
+    "mali-bifrost": lambda: mobile_gpu("mali-bifrost", MALI, mali("G76", cores=10, max_threads_per_work_group=256),
+                                       "Mali Bifrost GPU (G52/G72/G76), OpenCL"),
+    "mali-valhall": lambda: mobile_gpu("mali-valhall", MALI, mali("G78", cores=14, max_threads_per_work_group=512),
+                                       "Mali Valhall GPU (G57/G77/G78/G710), OpenCL"),
+    "adreno-6xx": lambda: mobile_gpu("adreno-6xx", ADRENO, adreno(640, compute_units=2, wave_size=64,
+                                                                  max_threads_per_work_group=256),
+                                     "Adreno 6xx GPU, OpenCL"),
+    "adreno-7xx": lambda: mobile_gpu("adreno-7xx", ADRENO, adreno(740, compute_units=6, wave_size=64,
+                                                                  max_threads_per_work_group=1024),
+                                     "Adreno 7xx GPU, OpenCL"),
 }
 
 

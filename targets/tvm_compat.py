@@ -47,6 +47,16 @@ def ping(session) -> None:
     session.get_function("runtime.GetDeviceAttr")
 
 
+#: The TIR pass after which a module holds the host code and the kernels side by side, the host
+#: launching each kernel with `call_ffi_kernel(name, *args, *extents, launch_params=[...])`.
+LOWERED_HOST_DEVICE_PASS = "tirx.MakePackedAPI"
+
+
+def is_kernel_launch(call) -> bool:
+    """Whether a TIR call is the host code's launch of a device kernel (`tirx.call_ffi_kernel`)."""
+    return isinstance(call.op, tvm.ir.Op) and call.op.name == "tirx.call_ffi_kernel"
+
+
 def sblock_realize(sch: tvm.s_tir.Schedule, block) -> tvm.s_tir.SBlockRealize:
     """The realize of a block: its iterators' bindings to the surrounding loops."""
     return _global_func("s_tir.schedule.GetSBlockRealize")(sch, block)

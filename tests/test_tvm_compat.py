@@ -75,3 +75,29 @@ def test_shutdown_pool_stops_the_workers_and_the_lock_it_may_release_exists():
     while worker.is_alive() and time.time() < deadline:
         time.sleep(0.05)
     assert not worker.is_alive()
+
+
+def test_kernel_launches_are_calls_in_the_module_after_the_named_pass():
+    from targets import get_device
+
+    a = te.placeholder((64,), name="A")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, te.compute((64,), lambda i: a[i] + 1.0, name="B")]))
+    bx, tx = sch.split(sch.get_loops(sch.get_sblock("B"))[0], [None, 16])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    seen = []
+
+    @tvm.instrument.pass_instrument
+    class Instrument:
+        def run_after_pass(self, module, info):
+            if info.name == tvm_compat.LOWERED_HOST_DEVICE_PASS:
+                seen.append(module)
+
+    with tvm.transform.PassContext(instruments=[Instrument()]):
+        tvm.compile(sch.mod, target=get_device("mali-valhall").tvm_target)
+    calls = []
+    import tvm_ffi
+
+    tvm_ffi.structural_walk(seen[-1]["main"].body, [(tvm.ir.Call, lambda c: calls.append(c) if tvm_compat.is_kernel_launch(c) else None)])
+    assert len(calls) == 1 and [str(t) for t in calls[0].attrs.launch_params] == ["blockIdx.x", "threadIdx.x"]
+    assert [int(x) for x in calls[0].args[-2:]] == [4, 16]

@@ -127,7 +127,7 @@ def measuring_runner(args: argparse.Namespace, tracker: Tracker | None, device: 
     """The one place the CLI makes a runner: this machine's, or the device's behind `tracker`."""
     timing = TimingOptions(repeat=args.repeat, min_repeat_ms=args.min_repeat_ms, cooldown_ms=args.cooldown_ms,
                            timeout=args.run_timeout)
-    options = {"tracker": tracker, "family": device.family} if tracker else {}
+    options = {"tracker": tracker} if tracker else {}
     with create_runner("rpc" if tracker else "local", timing=timing, **options) as runner:
         yield runner
 

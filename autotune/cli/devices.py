@@ -16,6 +16,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
     for name in PRESETS:
         device = get_device(name)
         print(f"{name:15s} {device.family:7s} {device.num_threads:>7d}  {device.rpc_key or '-':15s} {device.description}")
+    gpus = {name: get_device(name).gpu for name in PRESETS if get_device(name).gpu is not None}
+    if gpus:
+        print("\nGPU limits (every compiled kernel is checked against them):")
+    for name, gpu in gpus.items():
+        registers = f"{gpu.registers_per_thread} registers per thread" if gpu.registers_per_thread else "shared registers"
+        print(f"  {name:15s} {gpu.name}: {gpu.shader_cores} cores, lock-step {gpu.lockstep_width}, "
+              f"<= {gpu.max_threads_per_work_group} threads per work group, {registers}, "
+              f"{gpu.local_memory_bytes // 1024} KiB local memory")
     if use_tracker:
         print("\ndevices registered with the tracker:")
         queues = summary.get("queue_info", {})

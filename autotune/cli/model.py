@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autotune.cli.common import (
-    UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning, tune_options,
+    Exit, UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning, tune_options,
 )
 from autotune.cli.display import ModelProgressLine, note
 from targets import Device
@@ -47,6 +47,8 @@ def open_model(args: argparse.Namespace) -> OpenModel:
 
     try:
         device = get_device(args.device)
+        if getattr(args, "this_host", False):
+            device = device.driven_from_this_machine()
         model = read_model(args.model)
         shapes = resolve_shapes(model, parse_input_shapes(args.input_shape))
     except (ModelError, ValueError) as error:
@@ -60,7 +62,7 @@ def open_model(args: argparse.Namespace) -> OpenModel:
         imported = import_onnx(model, shapes)
     except Exception as error:  # noqa: BLE001 - the importer's failures on a checked model: one line
         raise UsageError(f"TVM's ONNX importer cannot read {args.model}: {first_line(error)}") from None
-    module = lower(imported)  # LoweringError names the operator
+    module = lower(imported, layout=device.conv_layout)  # LoweringError names the operator
     return OpenModel(model, shapes, imported, module, device, records, pack_records(device))
 
 
@@ -143,28 +145,56 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from autotune.compile import compile_model, export_model, load_model, lower_for_logs, schedule_model, thread_pool_for
+    from autotune.compile import (UnboundFunctionError, compile_model_with_launches, export_model, load_model,
+                                  lower_for_logs, schedule_model, thread_pool_for)
     from autotune.model import input_dtypes
+    from targets.kernel_launch import LaunchLimitError
 
     opened = open_model(args)
     device, records, packs = opened.device, opened.records, opened.packs
     module, tasks = lower_for_logs(opened.imported, device, records, packs, lowered=opened.module)
-    scheduled, coverage = schedule_model(module, device, records, packs=packs, tasks=tasks)
-    print(coverage.summary())
-    print(*coverage.details(), sep="\n", end="\n" if coverage.details() else "")
-    if args.strict and (coverage.fallback or coverage.failed):
-        for name in coverage.fallback:
-            print(f"untuned: {name}")
-        note(f"autotune: --strict: {len(coverage.fallback) + len(coverage.failed)} tasks would use a fallback")
-        return 1
-    executable = compile_model(scheduled, device)
+    try:
+        scheduled, coverage = schedule_model(module, device, records, packs=packs, tasks=tasks)
+        print(coverage.summary())
+        print(*coverage.details(), sep="\n", end="\n" if coverage.details() else "")
+        if args.strict and (coverage.fallback or coverage.failed):
+            for name in coverage.fallback:
+                print(f"untuned: {name}")
+            note(f"autotune: --strict: {len(coverage.fallback) + len(coverage.failed)} tasks would use a fallback")
+            return 1
+        executable, launches = compile_model_with_launches(scheduled, device)
+    except (UnboundFunctionError, LaunchLimitError) as error:
+        raise Exit(1, f"autotune: {error}") from None
+    if device.gpu is not None:
+        print(launch_summary(launches, device))
     dtypes = input_dtypes(opened.model)
     inputs = {name: (dims, dtypes[name]) for name, dims in opened.shapes.items()}
     export_model(executable, device, args.output, inputs, thread_pool_for(tasks, records))
-    if not device.cross_compiler:
-        load_model(args.output)  # it loads back
+    if not device.cross_compiler:  # it loads back (a GPU's library: where this machine runs OpenCL)
+        from targets.opencl_runtime import opencl_unavailable_reason
+
+        reason = opencl_unavailable_reason() if device.runtime_kind == "opencl" else None
+        if reason:
+            note(f"not loaded back here: {reason}")
+        else:
+            load_model(args.output, device=device)
     print(f"wrote {args.output} (and {args.output}.json)")
     return 0
+
+
+def launch_summary(launches, device: Device) -> str:
+    """One line on a GPU model's kernels against the GPU's limits."""
+    from targets.kernel_launch import check_launches
+
+    gpu = device.gpu
+    unaligned = [v for v in check_launches(launches, gpu) if not v.hard and v.allowed]
+    text = (f"{len(launches)} OpenCL kernels within the limits of the {gpu.name}: work groups of up to "
+            f"{max((l.threads for l in launches), default=0)} threads (limit {gpu.max_threads_per_work_group}), "
+            f"local memory up to {max((l.local_memory_bytes for l in launches), default=0)} bytes "
+            f"(limit {gpu.local_memory_bytes})")
+    if unaligned:
+        text += f"; {len(unaligned)} work groups not a multiple of the lock-step width {gpu.lockstep_width}"
+    return text
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -181,9 +211,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         tuned_module, tasks = lower_for_logs(opened.imported, device, records, packs, lowered=opened.module)
         scheduled, coverage = schedule_model(tuned_module, device, records, packs=packs, tasks=tasks)
         note(f"tuned: {coverage.summary()}")
-        runners["tuned"] = VMRunner(compile_model(scheduled, device), feeds)
+        runners["tuned"] = VMRunner(compile_model(scheduled, device), feeds, device)
     untuned, _ = schedule_model(opened.module, device, tuned=False)
-    runners["untuned"] = VMRunner(compile_model(untuned, device), feeds)
+    runners["untuned"] = VMRunner(compile_model(untuned, device), feeds, device)
     if not args.no_ort and onnxruntime_available():
         runners["onnxruntime"] = ORTRunner(opened.model, feeds, device.num_threads)
     elif not args.no_ort:
@@ -221,6 +251,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           help="tuning log (repeatable); untuned tasks get their template's default")
     compile_.add_argument("-o", "--output", required=True, help="shared library to write (a manifest goes beside it)")
     compile_.add_argument("--strict", action="store_true", help="fail, naming them, if any task would use a fallback")
+    compile_.add_argument("--this-host", action="store_true",
+                          help="a GPU preset's kernels with this machine as their host instead of the board's CPU "
+                               "(to run them here on an OpenCL such as PoCL, or on an x86 RPC server standing in)")
 
     bench = model_command("bench", "time an ONNX model tuned, untuned and in ONNX Runtime", cmd_bench)
     bench.add_argument("--log", action="append", dest="logs", help="tuning log (repeatable)")

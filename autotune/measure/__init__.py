@@ -26,7 +26,7 @@ def create_builder(kind: str | Builder = "local", **options) -> Builder:
 def create_runner(kind: str | Runner = "local", **options) -> Runner:
     """A runner from its name and constructor options, or the instance itself (a `ReplayRunner`, say).
 
-    "local": `timing`, `n_threads`; "rpc": `tracker`, `family`, `timing`, `device_wait`, ...
+    "local": `timing`, `n_threads`; "rpc": `tracker`, `timing`, `device_wait`, ...
     """
     return create(Runner, RUNNERS, kind, **options)
 

@@ -30,10 +30,11 @@ def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) 
     import tvm
 
     try:
+        dev = inp.device.runtime_device()  # first: an OpenCL library loads with the OpenCL runtime only
         module = tvm.runtime.load_module(build.path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, tvm.cpu(), inp, timing, config_threadpool(), build.packed)
+    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed)
 
 
 class LocalRunner(Runner):

@@ -117,14 +117,14 @@ def _alive(session) -> bool:
         return False
 
 
-def rpc_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions, family: str) -> tuple[tuple[float, ...], str, str]:
+def rpc_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
     """Upload, load and evaluate one library on the remote device (runs in a worker process)."""
     name = os.path.basename(build.path)
     try:
         _session.upload(build.path)
         module = _session.load_module(name)
         _session.remove(name)  # loaded: the device's storage need not keep it
-        dev = _session.cl(0) if family == "opencl" else _session.cpu(0)
+        dev = inp.device.runtime_device(_session)  # remote.cl(0) for an OpenCL device
         costs, error, message = evaluate(module, dev, inp, timing, config_threadpool(_session), build.packed)
         if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
             return costs, error, message
@@ -138,14 +138,13 @@ class RPCRunner(Runner):
     def __init__(
         self,
         tracker: Tracker,
-        family: str = "cpu",
         timing: TimingOptions | None = None,
         n_parallel: int | None = None,
         device_wait: float = 60.0,
         transfer_allowance: float = 30.0,
         session_timeout: float = 1800.0,
     ):
-        self.tracker, self.family = tracker, family
+        self.tracker = tracker
         self.timing = timing or TimingOptions()
         self.device_wait, self.session_timeout = device_wait, session_timeout
         #: a candidate's run may also upload the library and make the inputs on the device
@@ -195,7 +194,7 @@ class RPCRunner(Runner):
             except TimeoutError:
                 return lost
             try:
-                outcome = self._call(worker, rpc_candidate, (inp, build, self.timing, self.family), self.run_timeout)
+                outcome = self._call(worker, rpc_candidate, (inp, build, self.timing), self.run_timeout)
             except TimeoutError:
                 return (), ErrorKind.TIMEOUT, f"run exceeded {self.run_timeout:g}s"
             if outcome is not None and outcome[1] != SESSION_LOST:

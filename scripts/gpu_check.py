@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""The demo models compiled for the GPU presets and run on this machine's OpenCL (PoCL), against ONNX Runtime.
+
+    python scripts/gpu_check.py [--models resnet18,mobilenetv2,bert] [--presets mali-valhall,...] [--small]
+
+Per model and preset: the model flow as `autotune compile` runs it (lowering in the device's
+layout, every function on the GPU default schedule, kernel launches checked against the
+preset's limits), with this machine as the GPU's host, then one inference in a Relax VM on
+`tvm.opencl(0)`; prints compile and run times, kernels, the largest work group, and the max
+abs / relative error against ONNX Runtime. Exit status 1 when an output is off by more than
+1e-4 of its largest magnitude. PoCL compiles each kernel on its first run (cached in
+POCL_CACHE_DIR), so the first run of a model costs most; timings are CPU timings.
+The full-size models take minutes each (CI checks their small versions: tests/test_opencl_models.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
+TOLERANCE = 1e-4
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet18,mobilenetv2,bert")
+    parser.add_argument("--presets", default="mali-valhall")
+    parser.add_argument("--small", action="store_true", help="the small versions the tests use")
+    args = parser.parse_args()
+
+    import tvm  # noqa: F401 - before the OpenCL runtime, which links against it
+
+    from targets.opencl_runtime import require_opencl_runtime
+
+    require_opencl_runtime()  # before anything is compiled
+    import make_models
+    from gpu_models import SMALL, errors, feeds, onnxruntime_output, run_vm
+
+    from autotune.compile import compile_model_with_launches, primfuncs, schedule_model
+    from autotune.model import import_onnx, lower
+    from targets import get_device
+
+    failed = False
+    print(f"{'model':12s} {'preset':13s} {'funcs':>5} {'kernels':>7} {'max wg':>6} {'lower s':>7} {'compile s':>9} "
+          f"{'run s':>7} {'max abs err':>11} {'max rel err':>11}")
+    for name in args.models.split(","):
+        model = SMALL[name]() if args.small else make_models.MODELS[name]()
+        inputs = feeds(model)
+        expected = onnxruntime_output(model, inputs)
+        imported = import_onnx(model)
+        for preset in args.presets.split(","):
+            device = get_device(preset).driven_from_this_machine()
+            start = time.perf_counter()
+            module = lower(imported, layout=device.conv_layout)
+            lowered = time.perf_counter()
+            scheduled, _ = schedule_model(module, device)
+            executable, launches = compile_model_with_launches(scheduled, device)
+            compiled = time.perf_counter()
+            actual = run_vm(executable, device, model, inputs)
+            ran = time.perf_counter()
+            absolute, relative = errors(actual, expected)
+            failed |= not relative <= TOLERANCE
+            print(f"{name:12s} {preset:13s} {len(primfuncs(scheduled)):>5} {len(launches):>7} "
+                  f"{max(l.threads for l in launches):>6} {lowered - start:>7.1f} {compiled - lowered:>9.1f} "
+                  f"{ran - compiled:>7.1f} {absolute:>11.2g} {relative:>11.2g}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
