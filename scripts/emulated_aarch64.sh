@@ -61,22 +61,7 @@ host_python() {
 
 # ---------------------------------------------------------------------------- prepare
 install_apt_packages() {
-    local missing=() p
-    for p in "${APT_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        say "debian packages: present (${APT_PACKAGES[*]})"
-        return
-    fi
-    [ "$(id -u)" -eq 0 ] || die "missing Debian packages (${missing[*]}); run 'prepare' as root"
-    local log; log="$(dirname "$ROOT")/apt-get.log"
-    mkdir -p "$(dirname "$ROOT")"
-    say "debian packages: installing ${missing[*]} ... (log: $log)"
-    apt-get update >"$log" 2>&1 || die "apt-get update failed, see $log"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
-        >>"$log" 2>&1 || die "apt-get install ${missing[*]} failed, see $log"
-    say "debian packages: installed"
+    bash "$(dirname "${BASH_SOURCE[0]}")/apt_install.sh" "${APT_PACKAGES[@]}"
 }
 
 build_rootfs() {
