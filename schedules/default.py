@@ -124,7 +124,10 @@ class SpatialReduction(_CPURule):
     Spatial producers (pad) are computed per task (`compute_at`), not inlined: inlined,
     the pad's bounds check runs for every tap of the window (measured 1.5x slower than
     the naive loop on an NCHW 3x3 max pool). Spatial consumers (a mean's division) run
-    in the same task; other spatial blocks as in `Injective`.
+    in the same task when they write as many elements as the reduction (a consumer that
+    pads, as channel padding does after a global pool, would be cut to the reduction's
+    region by `reverse_compute_at` and leave its padding unwritten); other spatial blocks
+    as in `Injective`.
     """
 
     def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool) -> s_tir.Schedule | None:
@@ -146,7 +149,8 @@ class SpatialReduction(_CPURule):
                 if is_spatial(sch, producer) and _try(sch.compute_at, producer, task, preserve_unit_loops=True):
                     _vectorize_innermost(sch, producer, block_lanes(sch, producer, target))
             for consumer in sch.get_consumers(block):
-                if is_spatial(sch, consumer) and _try(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True):
+                if (is_spatial(sch, consumer) and _spatial_size(sch, consumer) == _spatial_size(sch, block)
+                        and _try(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True)):
                     _vectorize_innermost(sch, consumer, block_lanes(sch, consumer, target))
         for block in top_blocks(sch):
             if is_spatial(sch, block):
@@ -300,6 +304,12 @@ def _aligned_chunk(extents: list[int], wanted_tasks: int) -> int:
     candidates = {math.prod(extents[j + 1:]) * m for j, extent in enumerate(extents)
                   for m in range(1, extent + 1) if extent % m == 0}
     return min(candidates, key=lambda chunk: (abs(math.log(total / chunk / max(wanted_tasks, 1))), chunk))
+
+
+def _spatial_size(sch: s_tir.Schedule, block: SBlockRV) -> int | None:
+    """Elements of a block's spatial iteration domain (None when not constant)."""
+    extents = [_const(iv.dom.extent) for iv in sch.get(block).iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    return None if None in extents else math.prod(extents)
 
 
 def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> LoopRV | None:
