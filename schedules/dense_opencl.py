@@ -123,7 +123,9 @@ class OpenCLGemmSchedule:
         for index in (0, 1):  # A's and B's piece of this k step, in registers, loaded in vectors
             piece = sch.cache_read(block, index, "local")
             sch.compute_at(piece, k0)
-            _vectorize_inner(sch, sch.get_loops(piece)[-1], vector)
+            own = sch.get_loops(piece)[len(sch.get_loops(block)) - 3:]  # below k0 (none when the piece is one element)
+            if own:
+                _vectorize_inner(sch, own[-1], vector)
         sch.unroll(k1)
         sch.unroll(i2)
         _vectorize_inner(sch, j2, vector)
