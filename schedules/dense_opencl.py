@@ -99,12 +99,9 @@ class OpenCLGemmSchedule:
         _, ku = cfg["tile_k"]
         vector = cfg["vector"]
         block = anchor_block(sch)
-        before = {sch.get(b).name_hint for b in top_blocks(sch)}
         if wl["M"] % (ty * mr) or wl["N"] % (tx * nr) or wl["K"] % ku:
             pad_gemm(sch, block, ty * mr, tx * nr, ku)
         canonicalize_gemm(sch, block)
-        producers = [b for b in top_blocks(sch) if sch.get(b).name_hint not in before and not sch.get(b).same_as(sch.get(block))]
-        producers = [b for b in producers if _writes_a_read_of(sch, b, block)]
 
         s, i, j, k = sch.get_loops(block)
         i0, i1, i2 = sch.split(i, [None, ty, mr])
@@ -119,7 +116,7 @@ class OpenCLGemmSchedule:
 
         write_back = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(write_back, j1)
-        leftovers = fuse_epilogue(sch, write_back)
+        fuse_epilogue(sch, write_back)
         for index in (0, 1):  # A's and B's piece of this k step, in registers, loaded in vectors
             piece = sch.cache_read(block, index, "local")
             sch.compute_at(piece, k0)
@@ -136,12 +133,13 @@ class OpenCLGemmSchedule:
         *_, rows, cols = sch.get_loops(write_back)
         sch.unroll(rows)
         _vectorize_inner(sch, cols, vector)
-        for other in [*producers, *leftovers]:
+        for other in top_blocks(sch):  # pad copies, a model's prologue (a mask's cast), an unfused epilogue
             bind_elementwise(sch, other, gpu)
 
 
 def bind_elementwise(sch: s_tir.Schedule, block: SBlockRV, gpu: GpuSpec) -> None:
-    """One thread per element of a top-level block (a pad copy, an unfused epilogue), work groups by the rule."""
+    """One thread per element of a top-level block (a pad copy, an unfused epilogue), work groups by the rule;
+    nothing for a block already bound (the GEMM)."""
     loops = sch.get_loops(block)
     if any(sch.get(loop).thread_binding is not None for loop in loops):
         return
@@ -150,11 +148,6 @@ def bind_elementwise(sch: s_tir.Schedule, block: SBlockRV, gpu: GpuSpec) -> None
     groups, lanes = sch.split(fused, [None, threads])
     sch.bind(groups, "blockIdx.x")
     sch.bind(lanes, "threadIdx.x")
-
-
-def _writes_a_read_of(sch: s_tir.Schedule, producer: SBlockRV, block: SBlockRV) -> bool:
-    written = sch.get(producer).writes[0].source
-    return any(region.source.same_as(written) for region in sch.get(block).reads)
 
 
 def _vectorize_inner(sch: s_tir.Schedule, loop, vector: int) -> None:
