@@ -102,27 +102,37 @@ def test_space_keeps_registers_and_threads_within_the_spec():
         assert ty * tx <= 256 and mr * nr <= 32 and register_words(mr, nr, ku) <= 64 and nr % config["vector"] == 0
 
 
-def test_model_function_with_bias_and_gelu_is_one_fused_kernel():
-    """A BERT feed-forward function (matmul + bias + GELU, 8 tokens) found by the matcher and scheduled whole."""
+def test_model_functions_with_their_epilogues_match_the_unscheduled_function():
+    """Every GEMM function of a small BERT (bias, residual add, GELU epilogues; the attention mask's prologue)
+    scheduled by the template, default and 3 random configs, run on PoCL against TVM's unscheduled loops;
+    matmul + bias + GELU is one kernel."""
     from gpu_models import SMALL
 
     from autotune.compile import extract_tasks
+    from autotune.measure.evaluate import _function_fixture
     from autotune.model import import_onnx, lower
 
     device = get_device("mali-valhall").driven_from_this_machine()
     module = lower(import_onnx(SMALL["bert"]()), layout=device.conv_layout)
-    tasks = [t for t in extract_tasks(module, device) if t.task.template.family == "opencl"]
-    assert {t.task.template.op for t in tasks} >= {"matmul", "batch_matmul"}
-    fused = [(t, name) for t in tasks for name in t.functions if "gelu" in name or "erf" in name or "multiply" in name]
-    assert fused, [name for t in tasks for name in t.functions]
-    for model_task, name in fused:
+    tasks = extract_tasks(module, device)
+    assert {t.task.template.name for t in tasks} == {"matmul.opencl", "batch_matmul.opencl"}
+    names = [name for t in tasks for name in t.functions]
+    assert any("erf" in name for name in names), names
+    for model_task in tasks:
         task = model_task.task
-        for config in configs(task.template, task.workload, device, n=3):
-            func = task.template.schedule(task.workload, config, device, module[name])
-            executable, launches = compile_recording_launches(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
-                                                              device.tvm_target)
-            assert [v for v in check_launches(launches, device.gpu) if v.hard] == []
-            assert "erf" in executable.mod.imports[0].inspect_source() or "gelu" not in name
+        for name in model_task.functions:
+            inputs, expected = _function_fixture(module[name], np.random.default_rng(0))
+            for config in configs(task.template, task.workload, device, n=3):
+                func = task.template.schedule(task.workload, config, device, module[name]).with_attr("global_symbol", "main")
+                executable, launches = compile_recording_launches(tvm.IRModule({"main": func}), device.tvm_target)
+                assert [v for v in check_launches(launches, device.gpu) if v.hard] == [], f"{name}: {config}"
+                if "erf" in name and config == task.default_config:
+                    assert len(launches) == 1  # the epilogue is in the GEMM's store
+                dev = tvm.opencl(0)
+                args = [tvm.runtime.tensor(x, dev) for x in inputs] + [tvm.runtime.empty(expected.shape, str(expected.dtype), dev)]
+                executable["main"](*args)
+                error = np.max(np.abs(args[-1].numpy() - expected)) / np.max(np.abs(expected))
+                assert error <= TOLERANCE, f"{name}: {config}: {error:.3g}"
 
 
 OCLGRIND_RUN = """
