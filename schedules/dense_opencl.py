@@ -18,8 +18,9 @@ The computation, its workload, matcher and numpy reference are the CPU templates
 4. the accumulators (`cache_write` "local") are stored with vector stores, the epilogue
    (bias, GELU, residual add) folded into that store (`fuse_epilogue`).
 
-No `__local` memory tiling: on Mali local memory is main memory, so it would only add
-copies and barriers. Every config keeps within the GPU spec: threads per work group at
+`__local` memory only on Adreno, and only as a knob (`local_b`: the work group's B tile per k
+step fetched together, then read from local memory): on Mali local memory is main memory, so
+it would only add copies and barriers. Every config keeps within the GPU spec: threads per work group at
 most the preset's, the accumulators at most half a Mali thread's registers and all
 per-thread arrays at most all of them.
 """
@@ -68,6 +69,12 @@ class OpenCLGemmSchedule:
         space.define_split("tile_j", wl["N"], 3, max_factor=(min(threads, 128), 8))  # (groups, tx, nr)
         space.define_split("tile_k", wl["K"], 2, max_factor=16)  # (k0, ku): ku unrolled
         space.define_knob("vector", list(VECTOR_WIDTHS))
+        # B's k step shared by the work group in __local memory: Adreno only (on Mali it is main memory)
+        space.define_knob("local_b", [False, True] if gpu.family == "adreno" else [False])
+        space.add_constraint(f"B's tile within {gpu.local_memory_bytes} bytes of local memory",
+                             lambda c: not c["local_b"] or 4 * c["tile_k"][1] * c["tile_j"][1] * c["tile_j"][2] <= gpu.local_memory_bytes)
+        space.add_constraint("every thread fetches its share of B's tile (no guarded fetch: TVM 0.27 then drops the barriers)",
+                             lambda c: not c["local_b"] or _whole_fetch(c))
         budget = register_budget(gpu)
         space.add_constraint(f"work group within {threads} threads",
                              lambda c: c["tile_i"][1] * c["tile_j"][1] <= threads)
@@ -90,6 +97,7 @@ class OpenCLGemmSchedule:
             "tile_j": (-(-wl["N"] // (tx * nr)), tx, nr),
             "tile_k": (-(-wl["K"] // ku), ku),
             "vector": min(4, nr),
+            "local_b": False,
         }
 
     def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
@@ -117,12 +125,24 @@ class OpenCLGemmSchedule:
         write_back = sch.cache_write(block, 0, "local")
         sch.reverse_compute_at(write_back, j1)
         fuse_epilogue(sch, write_back)
+        pieces = []
         for index in (0, 1):  # A's and B's piece of this k step, in registers, loaded in vectors
             piece = sch.cache_read(block, index, "local")
             sch.compute_at(piece, k0)
             own = sch.get_loops(piece)[len(sch.get_loops(block)) - 3:]  # below k0 (none when the piece is one element)
             if own:
                 _vectorize_inner(sch, own[-1], vector)
+            pieces.append(piece)
+        if cfg["local_b"]:  # the work group's B tile of this k step, fetched by all its threads together
+            shared = sch.cache_read(pieces[1], 0, "shared")
+            sch.compute_at(shared, k0)
+            own = sch.get_loops(shared)[len(sch.get_loops(block)) - 3:]
+            fused = sch.fuse(*own) if len(own) > 1 else own[0]
+            lanes = math.gcd(vector, int(sch.get(fused).extent))
+            *_, row, col, lane = sch.split(fused, [None, ty, tx, lanes])
+            sch.bind(row, "threadIdx.y")
+            sch.bind(col, "threadIdx.x")
+            sch.vectorize(lane)
         sch.unroll(k1)
         sch.unroll(i2)
         _vectorize_inner(sch, j2, vector)
@@ -160,6 +180,13 @@ def _vectorize_inner(sch: s_tir.Schedule, loop, vector: int) -> None:
     outer, inner = sch.split(loop, [None, lanes])
     sch.unroll(outer)
     sch.vectorize(inner)
+
+
+def _whole_fetch(c) -> bool:
+    """Whether B's tile of a k step (ku x tx*nr) splits into whole vectors for each of the ty*tx threads."""
+    (_, ty, _), (_, tx, nr), (_, ku) = c["tile_i"], c["tile_j"], c["tile_k"]
+    elements = ku * tx * nr
+    return elements % (ty * tx * math.gcd(c["vector"], elements)) == 0
 
 
 def _gpu(device: Device) -> GpuSpec:

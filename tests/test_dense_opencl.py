@@ -92,6 +92,29 @@ def test_default_config_fits_every_preset_without_a_soft_violation(preset, op, s
     assert gemm.threads % device.gpu.lockstep_width == 0 and gemm.register_array_words <= register_budget(device.gpu)
 
 
+def local_b_configs(template, wl, device, n, seed=0):
+    """The default config with B's tile in local memory, and `n` random configs that keep it there."""
+    space = template.space(wl, device)
+    default = template.default_config(wl, device, space)
+    sampled = [c for c in space.sample(random.Random(seed), 8 * n) if c["local_b"]][:n]
+    with_local = space.config({**default.values, "local_b": True})
+    return ([with_local] if space.is_valid(with_local) else []) + sampled
+
+
+@pytest.mark.parametrize("op, shape", [("matmul", (128, 256, 256)), ("dense", (197, 768, 64)), ("batch_matmul", (3, 7, 5, 9))])
+def test_local_memory_tile_on_adreno(op, shape):
+    device = get_device("adreno-7xx").driven_from_this_machine()
+    template = default_registry().get(op, "opencl")
+    wl = template.workload(shape, "float32")
+    assert template.space(wl, get_device("mali-valhall")).knobs["local_b"].candidates == (False,)
+    for config in local_b_configs(template, wl, device, 10):
+        error, launches = run_config(template, wl, device, config)
+        assert error <= TOLERANCE, f"{wl}: {config}: relative error {error:.3g}"
+        assert [v for v in check_launches(launches, device.gpu) if v.hard] == []
+        assert 0 < launches[-1].local_memory_bytes <= device.gpu.local_memory_bytes
+        assert launches[-1].register_array_words <= register_budget(device.gpu)  # Adreno's spec sets no limit itself
+
+
 def test_space_keeps_registers_and_threads_within_the_spec():
     device = get_device("mali-bifrost")
     template = default_registry().get("matmul", "opencl")
@@ -144,13 +167,14 @@ require_opencl_runtime()
 assert tvm.opencl(0).device_name == "Oclgrind Simulator", tvm.opencl(0).device_name
 from schedules import default_registry
 from targets import get_device
-from test_dense_opencl import configs, run_config
-device = get_device("mali-valhall").driven_from_this_machine()
+from test_dense_opencl import configs, local_b_configs, run_config
 worst = 0.0
 for op, shape in {cases!r}:
     template = default_registry().get(op, "opencl")
     wl = template.workload(shape, "float32")
-    for config in configs(template, wl, device, n=3, seed=1):
+    mali, adreno = (get_device(name).driven_from_this_machine() for name in ("mali-valhall", "adreno-7xx"))
+    for device, config in [*((mali, c) for c in configs(template, wl, mali, n=3, seed=1)),
+                           *((adreno, c) for c in local_b_configs(template, wl, adreno, 2, seed=1))]:
         worst = max(worst, run_config(template, wl, device, config)[0])
 print("relative error", worst)
 """
@@ -158,7 +182,8 @@ print("relative error", worst)
 
 @pytest.mark.skipif(shutil.which("oclgrind") is None, reason="Oclgrind is not installed (Debian oclgrind)")
 def test_oclgrind_finds_no_memory_error_or_data_race(tmp_path):
-    """Default and 3 random configs of small odd shapes on Oclgrind's simulated device (see
+    """Default and 3 random configs of small odd shapes on Oclgrind's simulated device, and 3 with B's tile in
+    local memory (Adreno; races between its fetch and its reads would show) (see
     tests/test_opencl_models.py for what it sees and why not --uninitialized)."""
     cases = [("matmul", (7, 3, 5)), ("matmul", (13, 20, 9)), ("dense", (5, 12, 7)), ("batch_matmul", (3, 7, 5, 9))]
     log = tmp_path / "oclgrind.log"
