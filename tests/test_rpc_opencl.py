@@ -58,7 +58,7 @@ def test_tune_op_over_rpc_measures_on_remote_opencl(tmp_path):
 def test_config_past_the_limits_is_an_error_before_the_device(task):
     small = dataclasses.replace(task.device, gpu=dataclasses.replace(task.device.gpu, max_threads_per_work_group=16,
                                                                                     preferred_work_group=16))
-    config = task.space.config({"tile_i": (2, 8, 4), "tile_j": (4, 8, 4), "tile_k": (24, 4), "vector": 4})  # 8x8 threads
+    config = task.space.config({"tile_i": (2, 8, 4), "tile_j": (4, 8, 4), "tile_k": (24, 4), "vector": 4, "local_b": False})  # 8x8 threads
     with LocalBuilder(n_workers=1) as builder:
         [refused] = builder.build([dataclasses.replace(task.measure_input(config), device=small)])
         [built] = builder.build([task.measure_input(config)])
