@@ -53,12 +53,13 @@ def default_registry() -> TemplateRegistry:
     """The templates this package ships."""
     from schedules.conv2d import Conv2dCPU
     from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
+    from schedules.dense_opencl import BatchMatmulOpenCL, DenseOpenCL, MatmulOpenCL
     from schedules.depthwise import DepthwiseConv2dCPU
     from schedules.group_conv2d import GroupConv2dCPU
     from schedules.winograd import Conv2dWinogradCPU
 
     return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU(),
-                             GroupConv2dCPU()])
+                             GroupConv2dCPU(), MatmulOpenCL(), DenseOpenCL(), BatchMatmulOpenCL()])
 
 
 def default_schedule(device: Device) -> DefaultSchedule:

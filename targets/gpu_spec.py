@@ -33,6 +33,9 @@ class GpuSpec:
     kernel's largest work group). `local_memory_bytes`: OpenCL `__local` memory per work
     group (on Mali it is carved from main memory, so tiling into it does not pay).
     `preferred_work_group`: the work-group size the vendor's guide starts from.
+    `max_launches_per_measurement`: kernel launches one timed repeat may queue before it waits for
+    the device (MetaSchedule's 1 s `min_repeat_ms` queued thousands on a Mali-G610, whose driver
+    then failed with CL_OUT_OF_HOST_MEMORY); the runners size `number` to stay within it.
     """
 
     name: str
@@ -44,6 +47,7 @@ class GpuSpec:
     local_memory_bytes: int
     registers_per_thread: int | None
     preferred_work_group: int
+    max_launches_per_measurement: int = 256
 
     def __post_init__(self) -> None:
         if self.max_threads_per_work_group % self.lockstep_width:

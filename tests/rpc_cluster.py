@@ -58,12 +58,14 @@ class Cluster:
         summary = self.summary() or {}
         return int(summary.get("queue_info", {}).get(self.key, {}).get("free", 0))
 
-    def add_server(self, env: dict | None = None) -> subprocess.Popen:
+    def add_server(self, env: dict | None = None, load_library: str | None = None) -> subprocess.Popen:
+        """A server under the key; `load_library`: a library it loads first (TVM's OpenCL runtime)."""
         before = self.free()
         port = free_port()
         server = start([
             sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
             "--port-end", str(port + 1), "--tracker", f"127.0.0.1:{self.port}", "--key", self.key,
+            *(["--load-library", load_library] if load_library else []),
         ])
         self.servers.append(server)
         self.wait_for(lambda: self.free() > before)

@@ -10,6 +10,7 @@ from autotune.cli.display import ProgressLine, note
 from autotune.engine import tune_task
 from autotune.task import Task
 from schedules import Config
+from targets import get_device
 
 
 def cmd_tune_op(args: argparse.Namespace) -> int:
@@ -17,7 +18,10 @@ def cmd_tune_op(args: argparse.Namespace) -> int:
     if args.transfer_log:
         check_readable(args.transfer_log)
     try:
-        task = Task.create(args.op, parse_shape(args.shape), args.dtype, args.device)
+        device = get_device(args.device)
+        if args.this_host:
+            device = device.driven_from_this_machine()
+        task = Task.create(args.op, parse_shape(args.shape), args.dtype, device)
         size = len(task.space)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -87,6 +91,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                          "depthwise_conv2d: N,C,H,W,R,S,stride,pad[,dilation]")
     tune_op.add_argument("--dtype", default="float32")
     tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
+    tune_op.add_argument("--this-host", action="store_true",
+                         help="a GPU preset driven from this machine's CPU (an RPC server here, e.g. on PoCL, "
+                              "standing in for the board)")
     add_tuning_flags(tune_op, default_trials=200)
     tune_op.add_argument("--transfer-log", help="log of other workloads of the same template to warm-start the model")
     tune_op.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <op>-<shape>-<device>.jsonl)")

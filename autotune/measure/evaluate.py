@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from autotune.measure.result import ErrorKind, MeasureInput, PackedArg, last_line
-from autotune.measure.runner import TimingOptions
+from autotune.measure.runner import TimingOptions, launch_capped_number
 from schedules.threading import thread_pool_setting
 
 _fixtures: dict[tuple, tuple[list, np.ndarray]] = {}
@@ -62,12 +62,14 @@ def forget_fixtures() -> None:
 
 
 def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threadpool=None,
-             packed: tuple[PackedArg, ...] = ()) -> tuple[tuple[float, ...], str, str]:
+             packed: tuple[PackedArg, ...] = (), kernels: int = 0) -> tuple[tuple[float, ...], str, str]:
     """(costs, error kind value, message) of `module`'s main function on `dev`.
 
     `config_threadpool` is the device's `runtime.config_threadpool`, called first when the
     config carries thread count and affinity knobs (big.LITTLE devices). `packed` lists the
     weights main reads packed: each is packed once, by the module's "prepack_<i>", untimed.
+    On a GPU, a repeat's calls are fixed from the first call's time so that it queues at most
+    the spec's launches (`kernels` per call; `runner.launch_capped_number`).
     """
     import tvm
 
@@ -93,9 +95,13 @@ def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threa
         if first >= timing.slow_seconds:
             costs: tuple[float, ...] = (first,)
         else:
+            number, min_repeat_ms = timing.number, timing.min_repeat_ms
+            if inp.device.gpu is not None:
+                number = launch_capped_number(timing, first, kernels, inp.device.gpu.max_launches_per_measurement)
+                min_repeat_ms = 0
             timer = module.time_evaluator(
-                "main", dev, number=timing.number, repeat=timing.repeat,
-                min_repeat_ms=timing.min_repeat_ms, cooldown_interval_ms=timing.cooldown_ms,
+                "main", dev, number=number, repeat=timing.repeat,
+                min_repeat_ms=min_repeat_ms, cooldown_interval_ms=timing.cooldown_ms,
             )
             costs = tuple(timer(*tensors).results)
     except Exception as error:  # noqa: BLE001 - a failing kernel is a result

@@ -20,19 +20,29 @@ from autotune.measure.builder import Builder
 from autotune.measure.candidate import candidate_module
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, PackedArg, last_line
 from targets import physical_cores
+from targets.kernel_launch import LaunchLimitError, compile_recording_launches, hard_violations
 from targets.tvm_compat import shutdown_pool
 
 
-def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float, tuple[PackedArg, ...]]:
-    """Schedule, compile and export one candidate (runs in a worker process)."""
+def build_candidate(inp: MeasureInput, out_dir: str) -> tuple[str, float, tuple[PackedArg, ...], int]:
+    """Schedule, compile and export one candidate (runs in a worker process); on a GPU, LaunchLimitError
+    when a kernel's launch is past the GPU's limits, before the candidate costs a trial on the device."""
     import tvm
 
     start = time.perf_counter()
     module, packed = candidate_module(inp)
-    executable = tvm.compile(module, target=inp.device.tvm_target)
+    kernels = 0
+    if inp.device.gpu is None:
+        executable = tvm.compile(module, target=inp.device.tvm_target)
+    else:
+        executable, launches = compile_recording_launches(module, inp.device.tvm_target)
+        violations = hard_violations(launches, inp.device.gpu)
+        if violations:  # TVM's pool workers rebuild an exception from its message alone: a plain error
+            raise RuntimeError(str(LaunchLimitError(inp.device.name, violations)))
+        kernels = len(launches)
     path = os.path.join(out_dir, f"{uuid.uuid4().hex}.so")
     inp.device.export_library(executable, path)
-    return path, time.perf_counter() - start, packed
+    return path, time.perf_counter() - start, packed, kernels
 
 
 class LocalBuilder(Builder):
@@ -51,8 +61,8 @@ class LocalBuilder(Builder):
         for future in futures:
             start = time.perf_counter()
             try:
-                path, seconds, packed = future.result()
-                results.append(BuildResult(path, seconds=seconds, packed=packed))
+                path, seconds, packed, kernels = future.result()
+                results.append(BuildResult(path, seconds=seconds, packed=packed, kernels=kernels))
             except TimeoutError:
                 results.append(BuildResult(None, ErrorKind.TIMEOUT, f"build exceeded {self.timeout:g}s", self.timeout))
             except ChildProcessError:

@@ -34,7 +34,7 @@ def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) 
         module = tvm.runtime.load_module(build.path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed)
+    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed, build.kernels)
 
 
 class LocalRunner(Runner):

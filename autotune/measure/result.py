@@ -49,6 +49,7 @@ class BuildResult:
     message: str = ""
     seconds: float = 0.0
     packed: tuple[PackedArg, ...] = ()  # weights whose "prepack_<i>" function the runner calls before timing
+    kernels: int = 0  # GPU kernels one call of main launches (0: a CPU module)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def rpc_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) 
         module = _session.load_module(name)
         _session.remove(name)  # loaded: the device's storage need not keep it
         dev = inp.device.runtime_device(_session)  # remote.cl(0) for an OpenCL device
-        costs, error, message = evaluate(module, dev, inp, timing, config_threadpool(_session), build.packed)
+        costs, error, message = evaluate(module, dev, inp, timing, config_threadpool(_session), build.packed, build.kernels)
         if error != ErrorKind.RUNTIME_ERROR.value or _alive(_session):
             return costs, error, message
     except Exception as exc:  # noqa: BLE001 - a library that does not load, or a lost session
