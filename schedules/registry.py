@@ -63,15 +63,15 @@ def default_registry() -> TemplateRegistry:
 
 def default_schedule(device: Device) -> DefaultSchedule:
     """The default schedule of the device's family, for the functions no template owns: CPUs get
-    `schedules.default` (a function it cannot schedule stays a serial loop nest, which is
-    correct), OpenCL devices `schedules.gpu_default` (None there means the function would run
+    `schedules.default.cpu` (a function it cannot schedule stays a serial loop nest, which is
+    correct), OpenCL devices `schedules.default.gpu` (None there means the function would run
     as host code: the caller must not compile it)."""
     target = device.tvm_target
     if device.family == "opencl":
-        from schedules.gpu_default import schedule_gpu_default
+        from schedules.default.gpu import schedule_gpu_default
 
         return lambda func: schedule_gpu_default(func, target, device.gpu)
-    from schedules.default import schedule_default
+    from schedules.default.cpu import schedule_default
 
     def cpu_default(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, str] | None:
         scheduled = schedule_default(func, target)
