@@ -51,11 +51,11 @@ class TemplateRegistry:
 
 def default_registry() -> TemplateRegistry:
     """The templates this package ships."""
-    from schedules.conv2d import Conv2dCPU
-    from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
-    from schedules.depthwise import DepthwiseConv2dCPU
-    from schedules.group_conv2d import GroupConv2dCPU
-    from schedules.winograd import Conv2dWinogradCPU
+    from schedules.conv2d.cpu import Conv2dCPU
+    from schedules.dense.cpu import BatchMatmulCPU, DenseCPU, MatmulCPU
+    from schedules.depthwise.cpu import DepthwiseConv2dCPU
+    from schedules.group_conv2d.cpu import GroupConv2dCPU
+    from schedules.winograd.cpu import Conv2dWinogradCPU
 
     return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU(),
                              GroupConv2dCPU()])
