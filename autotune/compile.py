@@ -249,7 +249,7 @@ class UnboundFunctionError(RuntimeError):
 
 def check_bound(scheduled: dict[str, tirx.PrimFunc | None], device: Device) -> None:
     """UnboundFunctionError naming every function whose blocks are not all bound to GPU threads."""
-    from schedules.gpu_default import unbound_blocks
+    from schedules.default.gpu import unbound_blocks
 
     unbound = {name: ["not scheduled"] if func is None else unbound_blocks(func) for name, func in scheduled.items()}
     unbound = {name: blocks for name, blocks in unbound.items() if blocks}

@@ -51,12 +51,12 @@ class TemplateRegistry:
 
 def default_registry() -> TemplateRegistry:
     """The templates this package ships."""
-    from schedules.conv2d import Conv2dCPU
-    from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
-    from schedules.dense_opencl import BatchMatmulOpenCL, DenseOpenCL, MatmulOpenCL
-    from schedules.depthwise import DepthwiseConv2dCPU
-    from schedules.group_conv2d import GroupConv2dCPU
-    from schedules.winograd import Conv2dWinogradCPU
+    from schedules.conv2d.cpu import Conv2dCPU
+    from schedules.dense.cpu import BatchMatmulCPU, DenseCPU, MatmulCPU
+    from schedules.dense.opencl import BatchMatmulOpenCL, DenseOpenCL, MatmulOpenCL
+    from schedules.depthwise.cpu import DepthwiseConv2dCPU
+    from schedules.group_conv2d.cpu import GroupConv2dCPU
+    from schedules.winograd.cpu import Conv2dWinogradCPU
 
     return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU(),
                              GroupConv2dCPU(), MatmulOpenCL(), DenseOpenCL(), BatchMatmulOpenCL()])
@@ -64,15 +64,15 @@ def default_registry() -> TemplateRegistry:
 
 def default_schedule(device: Device) -> DefaultSchedule:
     """The default schedule of the device's family, for the functions no template owns: CPUs get
-    `schedules.default` (a function it cannot schedule stays a serial loop nest, which is
-    correct), OpenCL devices `schedules.gpu_default` (None there means the function would run
+    `schedules.default.cpu` (a function it cannot schedule stays a serial loop nest, which is
+    correct), OpenCL devices `schedules.default.gpu` (None there means the function would run
     as host code: the caller must not compile it)."""
     target = device.tvm_target
     if device.family == "opencl":
-        from schedules.gpu_default import schedule_gpu_default
+        from schedules.default.gpu import schedule_gpu_default
 
         return lambda func: schedule_gpu_default(func, target, device.gpu)
-    from schedules.default import schedule_default
+    from schedules.default.cpu import schedule_default
 
     def cpu_default(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, str] | None:
         scheduled = schedule_default(func, target)

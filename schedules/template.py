@@ -54,6 +54,11 @@ class Template(ABC):
 
     Subclasses declare `name`, `op`, `family` and `version` (bump it whenever the knob
     space or its meaning changes: logs from another version are not applied silently).
+    An operator family's folder splits the two halves: `compute.py` has a base class with
+    the computation every device family shares (`op`, `workload`, `match`, `compute`,
+    `flops`, `make_inputs`, `reference`), and each device family's file (`cpu.py`) a
+    subclass with `name`, `family`, `version` and the schedule (`define_space`,
+    `default_values`, `apply`), e.g. `Conv2dCPU(Conv2dCompute)`.
     """
 
     name: ClassVar[str]

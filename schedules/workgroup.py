@@ -1,5 +1,5 @@
 """Rule-based work-group sizes for OpenCL kernels: the default of every OpenCL template's
-work-group knob, and the thread extent of the GPU default schedule (`schedules.gpu_default`).
+work-group knob, and the thread extent of the GPU default schedule (`schedules.default.gpu`).
 
 Given a kernel's global size (threads per dimension, x first) and the GPU's spec, the rule
 picks the threads per work group per dimension:

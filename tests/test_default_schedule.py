@@ -1,4 +1,4 @@
-"""Default schedules (schedules/default.py): parallel, vectorized where the data allows, and still right."""
+"""Default schedules (schedules/default/cpu.py): parallel, vectorized where the data allows, and still right."""
 import importlib.util
 import os
 
@@ -9,7 +9,7 @@ import tvm_ffi
 from tvm import relax, s_tir, te, tirx
 
 from autotune.model import load_onnx
-from schedules import default
+from schedules.default import cpu as default
 from schedules.default import default_rules, schedule_default, schedule_leftover_blocks
 from targets import get_device
 

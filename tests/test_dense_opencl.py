@@ -16,7 +16,7 @@ import pytest
 import tvm
 
 from schedules import default_registry
-from schedules.dense_opencl import register_budget, register_words
+from schedules.dense.opencl import register_budget, register_words
 from targets import get_device
 from targets.kernel_launch import check_launches, compile_recording_launches
 from targets.opencl_runtime import opencl_runtime_installed, require_opencl_runtime

@@ -7,8 +7,8 @@ from tvm import te
 from gpu_models import conv_matmul
 from autotune.compile import UnboundFunctionError, primfuncs, schedule_model
 from autotune.model import import_onnx, lower
-from schedules import gpu_default
-from schedules.gpu_default import WorkGroupFallback, schedule_gpu_default, unbound_blocks
+from schedules.default import gpu as gpu_default
+from schedules.default.gpu import WorkGroupFallback, schedule_gpu_default, unbound_blocks
 from schedules.registry import default_schedule
 from schedules.workgroup import work_group
 from targets import get_device

@@ -1,4 +1,4 @@
-"""Grouped conv2d (ResNeXt, RegNet) on CPU, in the blocked channel layout of the plain conv2d.
+"""Grouped conv2d (ResNeXt, RegNet), in the blocked channel layout of the plain conv2d.
 
 Data [N, C/cb, H, W, cb] and output [N, K/kb, OH, OW, kb] keep the blocks of
 `channel_block`, so a grouped conv sits between blocked convs with no layout transform.
@@ -6,7 +6,7 @@ The kernel is laid out per output block: [K/kb, nb, R, S, cb, kb] holds the nb i
 blocks that contain the groups of the block's kb output channels, with zeros where an
 input channel is not in an output channel's group (block-diagonal when groups are
 narrower than a block). The inner kernel is then the plain conv2d's, a broadcast input
-channel times a vector of kb output channels, and so is the schedule (`Conv2dCPU.apply`,
+channel times a vector of kb output channels, and so is the CPU schedule (`cpu.py`: `Conv2dCPU`'s,
 the same knobs): groups narrower than a block cost cb / width more multiplies (2x for 8
 channels in a block of 16, 4x for 4), still far faster than a per-lane gather or TVM's
 NCHW compute. Weights are constants: the kernel layout is made once, at compile time.
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from tvm import s_tir, te, tirx
 
-from schedules.conv2d import (Conv2dCPU, blocked_conv, channel_block, conv_windows, dilation_arg, dilation_of,
-                              out_size, window_coefficients)
+from schedules.conv2d.compute import (Conv2dCompute, blocked_conv, channel_block, conv_windows, dilation_arg,
+                                      dilation_of, out_size, window_coefficients)
 from schedules.matching import anchor_block, producer_of
 from schedules.template import Workload
 
@@ -98,12 +98,10 @@ def pack_group_kernel(weight: np.ndarray, groups: int) -> np.ndarray:
     return packed
 
 
-class GroupConv2dCPU(Conv2dCPU):
-    """Grouped (not depthwise) conv2d; the knobs, default config and schedule of `Conv2dCPU`."""
+class GroupConv2dCompute(Conv2dCompute):
+    """Grouped (not depthwise) conv2d's workload, compute, matcher and reference."""
 
-    name = "group_conv2d_nchwc.cpu"
     op = "group_conv2d"
-    version = 1
 
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
         """From N,C,H,W,K,R,S,stride,pad,groups[,dilation] (dilation an argument only when not 1)."""

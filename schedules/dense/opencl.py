@@ -32,7 +32,7 @@ from typing import Any
 from tvm import s_tir
 from tvm.s_tir.schedule import SBlockRV
 
-from schedules.dense import BatchMatmulCPU, DenseCPU, MatmulCPU
+from schedules.dense.compute import BatchMatmulCompute, DenseCompute, MatmulCompute
 from schedules.matching import anchor_block, canonicalize_gemm, fuse_epilogue, pad_gemm, top_blocks
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
@@ -56,7 +56,7 @@ def register_words(mr: int, nr: int, ku: int) -> int:
 
 
 class OpenCLGemmSchedule:
-    """The OpenCL schedule, mixed in before a CPU GEMM template (which brings the computation)."""
+    """The OpenCL schedule, mixed in before a GEMM computation (`schedules.dense.compute`)."""
 
     family = "opencl"
     version = 1
@@ -199,13 +199,13 @@ def _pow2_floor(n: int) -> int:
     return 1 << (max(1, n).bit_length() - 1)
 
 
-class MatmulOpenCL(OpenCLGemmSchedule, MatmulCPU):
+class MatmulOpenCL(OpenCLGemmSchedule, MatmulCompute):
     name = "matmul.opencl"
 
 
-class DenseOpenCL(OpenCLGemmSchedule, DenseCPU):
+class DenseOpenCL(OpenCLGemmSchedule, DenseCompute):
     name = "dense.opencl"
 
 
-class BatchMatmulOpenCL(OpenCLGemmSchedule, BatchMatmulCPU):
+class BatchMatmulOpenCL(OpenCLGemmSchedule, BatchMatmulCompute):
     name = "batch_matmul.opencl"

@@ -25,22 +25,18 @@ functions it was no faster than the naive loop here and left any epilogue serial
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
-from collections.abc import Callable, Iterable
-
-import tvm
-import tvm_ffi
-from tvm import DataType, s_tir, tirx
-from tvm.ir import Range
+from tvm import s_tir, tirx
 from tvm.s_tir import dlight
-from tvm.s_tir.dlight.analysis import collect_vars_used_in_prim_expr, normalize_prim_func
+from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.schedule import LoopRV, SBlockRV
-from tvm.sym import Analyzer
 from tvm.target import Target
-from tvm.target.codegen import llvm_get_vector_width
 
+from schedules.default.cpu_access import (access_strides, attempt, block_lanes, const_int, contiguous_width,
+                                          guarded_load, inline_spatial_chains, is_spatial, loop_kinds, loop_product,
+                                          own_loops, untouched, vector_width)
 from schedules.matching import top_blocks
-from targets.tvm_compat import sblock_realize
 
 #: Fewest elements (output elements times reduction steps) per parallel task. Waking
 #: TVM's thread pool costs about 1.6 us here: a 32k-element add takes 1.9 us as one
@@ -51,10 +47,6 @@ MIN_TASK_ELEMENTS = 16384
 #: Most parallel tasks per loop. TVM hands each thread a contiguous range of tasks, so
 #: 64 balances any thread count up to 8 within an eighth.
 MAX_TASKS = 64
-#: SIMD width assumed when the target does not say (128-bit NEON / SSE).
-FALLBACK_VECTOR_BITS = 128
-
-_IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
 
 
 def default_rules() -> list[dlight.ScheduleRule]:
@@ -136,7 +128,7 @@ class SpatialReduction(_CPURule):
         sch = s_tir.Schedule(func)
         if not normalize_prim_func(sch) or all(is_spatial(sch, b) for b in top_blocks(sch)):
             return None
-        _inline_spatial_chains(sch)
+        inline_spatial_chains(sch)
         parallel = False
         for block in top_blocks(sch):
             if is_spatial(sch, block):
@@ -146,11 +138,11 @@ class SpatialReduction(_CPURule):
                 continue
             parallel = True
             for producer in sch.get_producers(block):
-                if is_spatial(sch, producer) and _try(sch.compute_at, producer, task, preserve_unit_loops=True):
+                if is_spatial(sch, producer) and attempt(sch.compute_at, producer, task, preserve_unit_loops=True):
                     _vectorize_innermost(sch, producer, block_lanes(sch, producer, target))
             for consumer in sch.get_consumers(block):
                 if (is_spatial(sch, consumer) and _spatial_size(sch, consumer) == _spatial_size(sch, block)
-                        and _try(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True)):
+                        and attempt(sch.reverse_compute_at, consumer, task, preserve_unit_loops=True)):
                     _vectorize_innermost(sch, consumer, block_lanes(sch, consumer, target))
         for block in top_blocks(sch):
             if is_spatial(sch, block):
@@ -170,7 +162,7 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
     tiled with the loop they are contiguous in, so each cache line read serves a tile.
     """
     try:
-        loops = _own_loops(sch, block)
+        loops = own_loops(sch, block)
     except Exception:  # noqa: BLE001 - not a block of this schedule: leave it
         return
     if not loops:
@@ -179,14 +171,14 @@ def parallel_vectorize(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> None
         loops = _fuse_contiguous(sch, block, loops)
         loops = _store_contiguous_innermost(sch, block, loops, lanes)
         tile, width = _plan(sch, block, loops, lanes)
-        elements = _product(sch, loops)
+        elements = loop_product(sch, loops)
         outer, vector = _split_inner(sch, loops, tile, width, lanes)
         _parallel_tasks(sch, outer, elements)
     except Exception:  # noqa: BLE001 - ScheduleError, TVM internal or analysis errors: keep what applied
-        _try(lambda: sch.parallel(sch.get_loops(block)[0]))
+        attempt(lambda: sch.parallel(sch.get_loops(block)[0]))
         return
     if vector is not None:
-        _try(sch.vectorize, vector)  # on refusal: parallel without SIMD, still correct
+        attempt(sch.vectorize, vector)  # on refusal: parallel without SIMD, still correct
 
 
 def _fuse_contiguous(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> list[LoopRV]:
@@ -196,10 +188,10 @@ def _fuse_contiguous(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) 
     transform fuses (H, W), leaving one spatial loop to tile with the channels.
     Not with a guarded load: its bounds check needs the separate row and column.
     """
-    if len(loops) < 2 or _guarded_load(sch, block):
+    if len(loops) < 2 or guarded_load(sch, block):
         return loops
-    extents = [_const(sch.get(loop).extent) for loop in loops]
-    strides = _strides(sch, block, loops)
+    extents = [const_int(sch.get(loop).extent) for loop in loops]
+    strides = access_strides(sch, block, loops)
     runs = [[0]]
     for k in range(1, len(loops)):
         joint = extents[k] is not None and all(
@@ -218,12 +210,12 @@ def _store_contiguous_innermost(sch: s_tir.Schedule, block: SBlockRV, loops: lis
     with the store-contiguous loop inside, stores are whole vectors, and `_plan` tiles
     it with the loop the loads are contiguous in.
     """
-    extents = [_const(sch.get(loop).extent) for loop in loops]
+    extents = [const_int(sch.get(loop).extent) for loop in loops]
     if any(e is None for e in extents):
         return loops
     for k in range(len(loops) - 1, -1, -1):
-        width = _vector_width(extents[k], lanes)
-        if width < 2 or _strides(sch, block, loops, width)[0][k] != 1:
+        width = vector_width(extents[k], lanes)
+        if width < 2 or access_strides(sch, block, loops, width)[0][k] != 1:
             continue
         if k < len(loops) - 1:
             sch.reorder(*loops[k + 1:], loops[k])
@@ -238,14 +230,14 @@ def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int)
     The tile partner is the loop the strided loads are contiguous in (in pieces of
     `lanes`), so a tile reads whole cache lines.
     """
-    extents = [_const(sch.get(loop).extent) for loop in loops]
+    extents = [const_int(sch.get(loop).extent) for loop in loops]
     inner = len(loops) - 1
     if any(e is None for e in extents):
         return None, 1
-    width = _vector_width(extents[inner], lanes)
-    if width < 2 or _guarded_load(sch, block, loops[inner]):
+    width = vector_width(extents[inner], lanes)
+    if width < 2 or guarded_load(sch, block, loops[inner]):
         return None, 1  # nothing to vectorize, or loads TVM would scalarize behind a per-lane check
-    write, *reads = _strides(sch, block, loops, width)
+    write, *reads = access_strides(sch, block, loops, width)
     if write[inner] != 1:
         return None, 1  # scattered stores
     strided = [i for i, r in enumerate(reads) if r[inner] not in (0, 1)]
@@ -253,7 +245,7 @@ def _plan(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], lanes: int)
         return None, width
     if any(reads[i][inner] is None for i in strided):
         return None, 1  # gathers through an index buffer: leave the loop scalar
-    _, *tiled = _strides(sch, block, loops, lanes)
+    _, *tiled = access_strides(sch, block, loops, lanes)
     for k in range(inner - 1, -1, -1):
         if extents[k] >= 2 and all(tiled[i][k] == 1 for i in strided):
             return k, width
@@ -273,7 +265,7 @@ def _split_inner(sch: s_tir.Schedule, loops: list[LoopRV], tile: int | None, wid
     inner_outer, vector = sch.split(inner, [None, width])
     if tile is None:
         return sch.fuse(*rest, inner_outer) if rest else inner_outer, vector
-    tile_outer, tile_inner = sch.split(rest[tile], [None, min(lanes, _const(sch.get(rest[tile]).extent))])
+    tile_outer, tile_inner = sch.split(rest[tile], [None, min(lanes, const_int(sch.get(rest[tile]).extent))])
     middle = rest[tile + 1:]
     sch.reorder(tile_outer, *middle, inner_outer, tile_inner, vector)
     outer = [*rest[:tile], tile_outer] + ([] if middle else [inner_outer])
@@ -282,7 +274,7 @@ def _split_inner(sch: s_tir.Schedule, loops: list[LoopRV], tile: int | None, wid
 
 def _parallel_tasks(sch: s_tir.Schedule, loop: LoopRV, elements: int) -> LoopRV:
     """Split `loop` into at most MAX_TASKS parallel tasks of at least MIN_TASK_ELEMENTS elements."""
-    extent = _const(sch.get(loop).extent)
+    extent = const_int(sch.get(loop).extent)
     if extent is None:
         sch.parallel(loop)
         return loop
@@ -308,7 +300,7 @@ def _aligned_chunk(extents: list[int], wanted_tasks: int) -> int:
 
 def _spatial_size(sch: s_tir.Schedule, block: SBlockRV) -> int | None:
     """Elements of a block's spatial iteration domain (None when not constant)."""
-    extents = [_const(iv.dom.extent) for iv in sch.get(block).iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    extents = [const_int(iv.dom.extent) for iv in sch.get(block).iter_vars if iv.iter_type == tirx.IterVar.DataPar]
     return None if None in extents else math.prod(extents)
 
 
@@ -321,23 +313,23 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
     (a full reduction would need rfactor) or TVM refuses.
     """
     loops = sch.get_loops(block)
-    kinds = _loop_kinds(sch, block, loops)
+    kinds = loop_kinds(sch, block, loops)
     if kinds is None:
         return None
     n_spatial = kinds.count("S")
     if not n_spatial or kinds != ["S"] * n_spatial + ["R"] * (len(loops) - n_spatial):
         return None
     spatial, reduction = loops[:n_spatial], loops[n_spatial:]
-    if _product(sch, spatial) < 2:
+    if loop_product(sch, spatial) < 2:
         return None
-    work = _product(sch, loops)
+    work = loop_product(sch, loops)
     vector = _reduction_vector(sch, block, loops, n_spatial, lanes) if reduction else None
     wanted_tasks = min(MAX_TASKS, work // MIN_TASK_ELEMENTS)
     outer, most = 1, n_spatial - 1 if vector is not None else n_spatial
-    while outer < most and _product(sch, spatial[:outer]) < wanted_tasks:
+    while outer < most and loop_product(sch, spatial[:outer]) < wanted_tasks:
         outer += 1  # the rest stays inside the task: whole output rows, plain indices
     spatial = spatial[:outer]
-    extents = [_const(sch.get(loop).extent) for loop in spatial]
+    extents = [const_int(sch.get(loop).extent) for loop in spatial]
     try:
         fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
         if None in extents:
@@ -358,7 +350,7 @@ def _parallel_reduction(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> Loo
 
 def _reduction_vector(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], n_spatial: int, lanes: int) -> int | None:
     """Vector width for the innermost spatial loop of a reduction, if output and inputs are contiguous along it."""
-    width = _contiguous_width(sch, block, loops, n_spatial - 1, lanes) if n_spatial > 1 else 1
+    width = contiguous_width(sch, block, loops, n_spatial - 1, lanes) if n_spatial > 1 else 1
     return width if width > 1 else None
 
 
@@ -386,13 +378,13 @@ def _vectorize_across_lanes(sch: s_tir.Schedule, block: SBlockRV, lanes: int) ->
     try:
         loops = sch.get_loops(block)
         inner = loops[-1]
-        extent = _const(sch.get(inner).extent)
+        extent = const_int(sch.get(inner).extent)
         width = next((w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and extent and extent % w == 0 and extent > w), 0)
         if not width and extent and extent > 4 * lanes >= 16:  # a last, partial vector (softmax over 197 tokens)
             width = lanes
-        if not width or _guarded_load(sch, block, inner):
+        if not width or guarded_load(sch, block, inner):
             return
-        _, *reads = _strides(sch, block, loops, width)
+        _, *reads = access_strides(sch, block, loops, width)
         if not all(r[-1] in (0, 1) for r in reads) or not any(r[-1] == 1 for r in reads):
             return
         outer, lane = sch.split(inner, [None, width])
@@ -408,212 +400,10 @@ def _vectorize_innermost(sch: s_tir.Schedule, block: SBlockRV, lanes: int) -> No
     """Vectorize the block's innermost loop if it holds only this block and its accesses are contiguous."""
     try:
         inner = sch.get_loops(block)[-1]
-        if not _untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1:
+        if not untouched(sch, inner) or len(sch.get_child_blocks(inner)) != 1:
             return
-        width = _contiguous_width(sch, block, [inner], 0, lanes)
+        width = contiguous_width(sch, block, [inner], 0, lanes)
         if width > 1:
-            sch.vectorize(inner if width == _const(sch.get(inner).extent) else sch.split(inner, [None, width])[1])
+            sch.vectorize(inner if width == const_int(sch.get(inner).extent) else sch.split(inner, [None, width])[1])
     except Exception:  # noqa: BLE001 - left serial: still correct
         return
-
-
-def _contiguous_width(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], k: int, lanes: int) -> int:
-    """Vector width for loop k if the store is contiguous and every load contiguous or broadcast along it, else 1."""
-    width = _vector_width(_const(sch.get(loops[k]).extent) or 0, lanes)
-    if width < 2 or _guarded_load(sch, block, loops[k]):
-        return 1
-    write, *reads = _strides(sch, block, loops, width)
-    return width if write[k] == 1 and all(r[k] in (0, 1) for r in reads) else 1
-
-
-def is_spatial(sch: s_tir.Schedule, block: SBlockRV) -> bool:
-    """Whether the block is injective: data-parallel iterators only and no reduction init."""
-    stmt = sch.get(block)
-    return stmt.init is None and all(iv.iter_type == tirx.IterVar.DataPar for iv in stmt.iter_vars)
-
-
-def block_lanes(sch: s_tir.Schedule, block: SBlockRV, target: Target) -> int:
-    """SIMD lanes of the target for the dtype the block writes (bool counted as a byte)."""
-    stmt = sch.get(block)
-    bits = max([DataType(str(r.source.dtype)).bits for r in stmt.writes] + [8])
-    vector_bits = int(llvm_get_vector_width(target)) if target.kind.name == "llvm" else 0
-    return max(1, (vector_bits if vector_bits > 0 else FALLBACK_VECTOR_BITS) // bits)
-
-
-def _vector_width(extent: int, lanes: int) -> int:
-    """Vector length for a loop of `extent`: no remainder, since TVM scalarizes a vector loop with one.
-
-    The native lanes when they divide the loop; the whole loop when it is at most four
-    registers long (LLVM splits a 37-lane vector into 16+16+4+1: measured 10x faster
-    than the scalar loop); else half or a quarter of the lanes; else 1: long rows of
-    odd length stay scalar loops, which LLVM vectorizes itself with a remainder loop.
-    """
-    if extent < 2 or lanes < 2:
-        return 1
-    if extent % lanes == 0:
-        return lanes
-    if extent <= 4 * lanes:
-        return extent
-    for width in (lanes // 2, lanes // 4):
-        if width >= 2 and extent % width == 0:
-            return width
-    return 1
-
-
-def _strides(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV], width: int = 1) -> list[list[int | None]]:
-    """Per buffer access (the write first, then the reads), its element stride along each loop.
-
-    None where the access does not move linearly along the loop (a gather through an
-    index buffer, a reshape whose div/mod wraps inside the loop). Found symbolically:
-    with the loop at base + t, the flattened offset minus its value at t = 0 must
-    simplify to t * stride. With `width`, each loop it divides is taken as
-    q * width + t: the stride within one vector or tile (a reshape that wraps every 64
-    elements is contiguous in pieces of 16).
-    """
-    stmt = sch.get(block)
-    if len(stmt.writes) != 1:
-        raise ValueError("expected one write")
-    offsets = []
-    for region in (stmt.writes[0], *stmt.reads):
-        if any(_const(r.extent) != 1 for r in region.region):
-            offsets.append(None)
-        else:
-            offsets.append(region.source.offset_of([r.min for r in region.region])[0])
-    bindings = list(zip(stmt.iter_vars, sblock_realize(sch, block).iter_values))
-    fors = [sch.get(loop) for loop in loops]
-    strides = [[None] * len(loops) for _ in offsets]
-    for k, moved in enumerate(fors):
-        extent = _const(moved.extent)
-        if extent == 1:
-            for i, offset in enumerate(offsets):
-                strides[i][k] = None if offset is None else 0
-            continue
-        # Linear along the whole loop (a fused loop whose div/mod recombine), or else
-        # within each width-sized piece of it (a reshape that wraps every 64).
-        for chunk in (1, width) if width > 1 and extent is not None and extent % width == 0 else (1,):
-            pending = [i for i, offset in enumerate(offsets) if offset is not None and strides[i][k] is None]
-            for i, stride in zip(pending, _linear_steps(fors, k, bindings, [offsets[i] for i in pending], chunk)):
-                strides[i][k] = stride
-    return strides
-
-
-def _linear_steps(fors: list[tirx.For], k: int, bindings, offsets: list, chunk: int) -> list[int | None]:
-    """For each offset, c if it equals origin + c * t with loop k at base + t (t < chunk, or the whole loop)."""
-    moved = fors[k]
-    dtype = moved.loop_var.ty.dtype
-    t, q = tirx.Var("t", dtype), tirx.Var("q", dtype)
-    extent = _const(moved.extent)
-
-    def analyzer(lane) -> Analyzer:
-        result = Analyzer()
-        for loop in fors:
-            if loop is not moved:
-                result.bind(loop.loop_var, Range.from_min_extent(loop.min, loop.extent))
-        if chunk > 1:
-            result.bind(q, Range.from_min_extent(tirx.const(0, dtype), tirx.const(extent // chunk, dtype)))
-            result.bind(t, Range.from_min_extent(tirx.const(0, dtype), tirx.const(chunk, dtype)))
-            result.bind(moved.loop_var, moved.min + q * chunk + lane)
-        else:
-            result.bind(t, Range.from_min_extent(tirx.const(0, dtype), moved.extent))
-            result.bind(moved.loop_var, moved.min + lane)
-        for iter_var, value in bindings:
-            result.bind(iter_var.var, value)
-        return result
-
-    at_t, at_0, at_1 = analyzer(t), analyzer(tirx.const(0, dtype)), analyzer(tirx.const(1, dtype))
-    steps = []
-    for offset in offsets:
-        origin = at_0.simplify(offset)
-        stride = _const(at_t.simplify(at_1.simplify(offset) - origin))
-        linear = stride is not None and _const(at_t.simplify(at_t.simplify(offset) - origin - t * stride)) == 0
-        steps.append(stride if linear else None)
-    return steps
-
-
-def _guarded_load(sch: s_tir.Schedule, block: SBlockRV, loop: LoopRV | None = None) -> bool:
-    """Whether the block loads under an `if_then_else` (padding) whose condition varies along `loop`.
-
-    TVM scalarizes a vector loop whose load sits behind a per-lane condition; one that
-    is the same for all lanes (a pad of H and W, vectorized along channels) is fine.
-    With no loop: whether there is any guarded load at all.
-    """
-    stmt = sch.get(block)
-    moving = set()
-    loop_var = sch.get(loop).loop_var if loop is not None else None
-    for iter_var, value in zip(stmt.iter_vars, sblock_realize(sch, block).iter_values):
-        if loop_var is None or loop_var in collect_vars_used_in_prim_expr(value):
-            moving.add(iter_var.var)
-    found = []
-
-    def visit(node) -> None:
-        if isinstance(node, tvm.ir.Call) and node.op.same_as(_IF_THEN_ELSE):
-            loads = []
-            for branch in node.args[1:]:
-                tvm_ffi.structural_walk(branch, lambda n: loads.append(n) if isinstance(n, tvm.ir.TensorLoad) else None)
-            if loads and (loop_var is None or collect_vars_used_in_prim_expr(node.args[0]) & moving):
-                found.append(node)
-
-    tvm_ffi.structural_walk(stmt.body, visit)
-    return bool(found)
-
-
-def _own_loops(sch: s_tir.Schedule, block: SBlockRV) -> list[LoopRV] | None:
-    """The block's loops if they hold only this spatial block and nothing has scheduled them yet."""
-    if not is_spatial(sch, block):
-        return None
-    loops = sch.get_loops(block)
-    if not loops or not all(_untouched(sch, loop) for loop in loops):
-        return None
-    children = sch.get_child_blocks(loops[0])
-    if len(children) != 1 or not sch.get(children[0]).same_as(sch.get(block)):
-        return None
-    return loops
-
-
-def _loop_kinds(sch: s_tir.Schedule, block: SBlockRV, loops: list[LoopRV]) -> list[str] | None:
-    """'S' or 'R' per loop, from the block iterator it is bound to (None unless one-to-one)."""
-    stmt = sch.get(block)
-    kind_of = {}
-    for iter_var, value in zip(stmt.iter_vars, sblock_realize(sch, block).iter_values):
-        if isinstance(value, tirx.Var):
-            kind_of[value] = "S" if iter_var.iter_type == tirx.IterVar.DataPar else "R"
-        elif _const(value) is None:
-            return None
-    kinds = [kind_of.get(sch.get(loop).loop_var) for loop in loops]
-    return None if None in kinds else kinds
-
-
-def _inline_spatial_chains(sch: s_tir.Schedule) -> None:
-    """Inline spatial blocks whose consumers are all spatial (not into reductions: see SpatialReduction)."""
-    changed = True
-    while changed:
-        changed = False
-        for block in top_blocks(sch):
-            consumers = sch.get_consumers(block)
-            if consumers and is_spatial(sch, block) and all(is_spatial(sch, c) for c in consumers):
-                changed = _try(sch.compute_inline, block) or changed
-
-
-def _product(sch: s_tir.Schedule, loops: list[LoopRV]) -> int:
-    size = 1
-    for loop in loops:
-        size *= _const(sch.get(loop).extent) or 1
-    return size
-
-
-def _untouched(sch: s_tir.Schedule, loop: LoopRV) -> bool:
-    stmt = sch.get(loop)
-    return stmt.kind == tirx.ForKind.SERIAL and not stmt.annotations and stmt.thread_binding is None
-
-
-def _try(primitive: Callable, *args, **kwargs) -> bool:
-    """Apply a schedule primitive that may not apply here (TVM refuses before changing anything)."""
-    try:
-        primitive(*args, **kwargs)
-    except (RuntimeError, ValueError):  # ScheduleError, TVM internal errors, stale block handles
-        return False
-    return True
-
-
-def _const(expr) -> int | None:
-    return int(expr.value) if isinstance(expr, tirx.IntImm) else None

@@ -1,33 +1,25 @@
-"""conv2d on CPU in a blocked channel layout (NCHW[x]c), as ONNX Runtime's MLAS does.
+"""conv2d's computation in a blocked channel layout (NCHW[x]c), as ONNX Runtime's MLAS does.
 
 Data is [N, C/cb, H, W, cb], the kernel [K/kb, C/cb, R, S, cb, kb] and the output
 [N, K/kb, OH, OW, kb] (dilated kernels too: DeepLab's backbone and ASPP), with blocks of
 16 channels where they divide (`channel_block`): the innermost axis of every access is a
-contiguous channel block, so the inner kernel is a vector FMA per (output pixel, input
-channel). The schedule keeps an (ohr x owr x kor)
-tile of output vectors in a local accumulator, reduces over (input block, r, s, unrolled
-channels), pads in a stage of its own, runs (n, oh, ko) in parallel and applies a
-model's epilogue (bias, ReLU, residual add) in the accumulator's write-back. The tile is
-counted in the core's vector registers (`schedules.registers`): on NEON, where a block of
-16 channels takes four, a tile may cover part of the block (`tile_ki`).
+contiguous channel block. This module holds what every device family shares: the
+workload, the TE compute, its matcher in a model's fused function and the numpy
+reference (`Conv2dCompute`); the schedules are beside it, one file per device family
+(`cpu.py`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tvm import s_tir, te, tirx
 from tvm.sym.pattern import detect_linear_equation
 
-from schedules.default import schedule_leftover_blocks
-from schedules.matching import anchor_block, fuse_epilogue, producer_of
-from schedules.registers import (accumulator_budget, define_sub_block, register_tile, registers_of, sub_block,
-                                 max_unroll, min_unroll, sub_blocks, tile_fits, vectorize_native)
-from schedules.space import Config, ConfigSpace
+from schedules.matching import anchor_block, producer_of
 from schedules.template import Template, Workload
-from targets import Device
+
 
 def channel_block(channels: int) -> int | None:
     """The channel block of a tensor with this many channels (None: not blockable).
@@ -47,15 +39,15 @@ def channel_block(channels: int) -> int | None:
     return next((block for block in (4, 2) if channels % block == 0), None)
 
 
-def _blocks(wl: Workload) -> tuple[int, int]:
+def channel_blocks(wl: Workload) -> tuple[int, int]:
     """(cb, kb): input and output channel block sizes."""
     return channel_block(wl["C"]), channel_block(wl["K"])
 
 
-class Conv2dCPU(Template):
-    name = "conv2d_nchwc.cpu"
+class Conv2dCompute(Template):
+    """conv2d's workload, compute, matcher and reference; a device family's template adds the schedule."""
+
     op = "conv2d"
-    version = 1
 
     def workload(self, shape: Sequence[int], dtype: str = "float32") -> Workload:
         """From N,C,H,W,K,R,S,stride,pad[,dilation]; `dilation` is a workload argument only when not 1,
@@ -105,91 +97,18 @@ class Conv2dCPU(Template):
                              pad=pad, dtype=str(stmt.writes[0].source.dtype), **dilation_arg(window[1]))
 
     def compute(self, wl: Workload) -> tirx.PrimFunc:
-        cb, kb = _blocks(wl)
+        cb, kb = channel_blocks(wl)
         n, c, h, w, k, r, s = (wl[x] for x in ("N", "C", "H", "W", "K", "R", "S"))
         data = te.placeholder((n, c // cb, h, w, cb), wl["dtype"], name="data")
         kernel = te.placeholder((k // kb, c // cb, r, s, cb, kb), wl["dtype"], name="kernel")
         return te.create_prim_func([data, kernel, conv2d_nchwc(data, kernel, wl["stride"], wl["pad"], dilation_of(wl))])
-
-    def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
-        cb, kb = _blocks(wl)
-        oh, ow = out_size(wl)
-        space = ConfigSpace()
-        space.define_split("tile_ow", ow, 2, policy="factors", max_factor=16)
-        space.define_split("tile_oh", oh, 2, policy="factors", max_factor=2)
-        space.define_split("tile_ko", wl["K"] // kb, 2, policy="factors", max_factor=4)
-        space.define_split("tile_ci", cb, 2, policy="factors", max_factor=max_unroll(device, 16),
-                           min_factor=min_unroll(device, cb))
-        space.define_knob("order", ["hk", "kh"])
-        define_sub_block(space, kb, device, wl["dtype"])
-        space.add_constraint(
-            f"accumulator tile of at most {accumulator_budget(device)} vector registers, beside its operands",
-            lambda c: tile_fits(device, c["tile_ow"][1] * c["tile_oh"][1], c["tile_ko"][1] * _registers(device, wl, c)),
-        )
-        return space
-
-    def default_values(self, wl: Workload, device: Device, space: ConfigSpace) -> dict[str, Any]:
-        """A 4-8 wide row of pixels times 2 output blocks, 4 input channels unrolled (measured near the best on AVX-512).
-
-        Where that does not fit the registers (odd widths, NEON), the tile of most
-        multiply-adds per loaded operand that fits: pixels x output blocks x part of a block.
-        """
-        cb, kb = _blocks(wl)
-        oh, ow = out_size(wl)
-        kblocks = wl["K"] // kb
-        owr = next(d for d in (8, 7, 4, 14, 16, 2, 1) if ow % d == 0)
-        kor, sub = (2 if kblocks % 2 == 0 else 1), kb
-        if "tile_ki" in space.knobs:  # registers narrower than the block (NEON): the tile of most reuse that fits
-            owr, kor, sub = register_tile(device, wl["dtype"], [w for w in range(1, 17) if ow % w == 0],
-                                          [k for k in (1, 2) if kblocks % k == 0], sub_blocks(space, kb))
-        elif owr < 4:  # odd widths (13, 27, 55): the widest tile of pixels x output blocks that fits the registers
-            owr, kor = max(((w, k) for w in range(1, 17) for k in (2, 1) if ow % w == 0 and kblocks % k == 0
-                            and tile_fits(device, w, k)), key=lambda t: (t[0] * t[1], t[1]))
-        cu = next(d for d in (4, 3, 2, 1) if cb % d == 0)
-        values = {"tile_ow": (ow // owr, owr), "tile_oh": (oh, 1), "tile_ko": (wl["K"] // kb // kor, kor),
-                  "tile_ci": (cb // cu, cu), "order": "hk"}
-        if "tile_ki" in space.knobs:
-            values["tile_ki"] = (kb // sub, sub)
-        return values
-
-    def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
-        _, kb = _blocks(wl)
-        block = anchor_block(sch)
-        pad = producer_of(sch, block, sch.get(block).reads[0].source)
-        n, ko, oh, ow, ki, co, r, s, ci = sch.get_loops(block)
-        ko0, ko1 = sch.split(ko, list(cfg["tile_ko"]))
-        oh0, oh1 = sch.split(oh, list(cfg["tile_oh"]))
-        ow0, ow1 = sch.split(ow, list(cfg["tile_ow"]))
-        ci0, ci1 = sch.split(ci, list(cfg["tile_ci"]))
-        outer = [n, oh0, ko0] if cfg["order"] == "hk" else [n, ko0, oh0]
-        tile = [ow0]
-        if sub_block(cfg, kb) < kb:  # the register tile computes part of each output block at a time
-            ki0, ki = sch.split(ki, [None, sub_block(cfg, kb)])
-            tile.append(ki0)
-        sch.reorder(*outer, *tile, co, r, s, ci0, ci1, oh1, ow1, ko1, ki)
-        write_back = sch.cache_write(block, 0, "local")
-        sch.reverse_compute_at(write_back, tile[-1])
-        leftovers = fuse_epilogue(sch, write_back)
-        parallel = sch.fuse(*outer)
-        sch.parallel(parallel)
-        for loop in (ci1, oh1, ow1, ko1):
-            sch.unroll(loop)
-        sch.vectorize(ki)
-        if pad is not None:
-            pad_loops = sch.get_loops(pad)
-            sch.parallel(sch.fuse(*pad_loops[:3]))
-            sch.vectorize(pad_loops[-1])
-        init = sch.decompose_reduction(block, co)
-        sch.vectorize(sch.get_loops(init)[-1])
-        vectorize_native(sch, sch.get_loops(write_back)[-1], device, wl["dtype"])
-        schedule_leftover_blocks(sch, leftovers, device.vector_lanes(wl["dtype"]))
 
     def flops(self, wl: Workload) -> int:
         oh, ow = out_size(wl)
         return 2 * wl["N"] * wl["K"] * oh * ow * wl["C"] * wl["R"] * wl["S"]
 
     def make_inputs(self, wl: Workload, rng: np.random.Generator) -> list[np.ndarray]:
-        cb, kb = _blocks(wl)
+        cb, kb = channel_blocks(wl)
         n, c, h, w, k, r, s = (wl[x] for x in ("N", "C", "H", "W", "K", "R", "S"))
         data = rng.uniform(-1, 1, (n, c // cb, h, w, cb)).astype(wl["dtype"])
         kernel = rng.uniform(-1, 1, (k // kb, c // cb, r, s, cb, kb)).astype(wl["dtype"])
@@ -206,11 +125,6 @@ class Conv2dCPU(Template):
         out = np.einsum("nchwrs,kcrs->nkhw", windows, oihw, optimize=True)
         oh, ow = out.shape[2:]
         return out.reshape(n, kblocks, kb, oh, ow).transpose(0, 1, 3, 4, 2).astype(data.dtype)
-
-
-def _registers(device: Device, wl: Workload, config: Mapping[str, Any]) -> int:
-    """Registers of one output vector of the tile (its part of the output block)."""
-    return registers_of(device, sub_block(config, _blocks(wl)[1]), wl["dtype"])
 
 
 def conv2d_nchwc(data: te.Tensor, kernel: te.Tensor, stride: int, pad: int, dilation: int = 1) -> te.Tensor:
