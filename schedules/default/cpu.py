@@ -36,6 +36,7 @@ from tvm.target import Target
 from schedules.default.cpu_access import (access_strides, attempt, block_lanes, const_int, contiguous_width,
                                           guarded_load, inline_spatial_chains, is_spatial, loop_kinds, loop_product,
                                           own_loops, untouched, vector_width)
+from schedules.default.rules import apply_rule
 from schedules.matching import top_blocks
 
 #: Fewest elements (output elements times reduction steps) per parallel task. Waking
@@ -62,13 +63,7 @@ def schedule_default(func: tirx.PrimFunc, target: Target) -> tirx.PrimFunc | Non
     fatal: the next rule (or the naive loop nest) still computes the right result.
     """
     for rule in default_rules():
-        try:
-            with target:
-                sch = rule.apply(func, target, False)
-        except Exception:  # noqa: BLE001 - dlight rules raise Assertion/Value/TVM errors on odd funcs
-            continue
-        if isinstance(sch, list):
-            sch = sch[0] if sch else None
+        sch = apply_rule(rule, func, target)
         if sch is not None:
             return sch.mod["main"].with_attr("tirx.is_scheduled", True)
     return None

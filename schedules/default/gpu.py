@@ -27,6 +27,7 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.schedule import SBlockRV
 from tvm.target import Target
 
+from schedules.default.rules import apply_rule
 from schedules.workgroup import work_group
 from targets.gpu_spec import GpuSpec
 
@@ -85,13 +86,7 @@ def schedule_gpu_default(func: tirx.PrimFunc, target: Target, gpu: GpuSpec) -> t
     """`func` scheduled by the first rule that binds all its blocks to threads, with the rule's name;
     None when none does. The result carries `tirx.is_scheduled`."""
     for name, rule in gpu_rules(gpu):
-        try:
-            with target:
-                sch = rule.apply(func, target, False)
-        except Exception:  # noqa: BLE001 - dlight rules raise Assertion/Value/TVM errors on odd funcs
-            continue
-        if isinstance(sch, list):
-            sch = sch[0] if sch else None
+        sch = apply_rule(rule, func, target)
         if sch is not None and not unbound_blocks(sch.mod["main"]):
             return sch.mod["main"].with_attr("tirx.is_scheduled", True), name
     return None
