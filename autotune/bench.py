@@ -3,7 +3,8 @@
 Thread pools of both runtimes keep spinning for a while after a call and slow whatever
 runs next (TVM_NOTES: 43 ms instead of 5 ms right after ORT), so each timed block starts
 after a pause and a warm-up, and the runtimes take turns over several rounds; the figure
-is the median over all rounds.
+is the median over all rounds. TVM's calling thread is kept off its other workers' cores while
+a compiled model is timed (`targets.tvm_compat.apart_from_workers`), as the tuner's runner times a kernel.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tvm import relax
 
 from autotune.model import input_dtypes
 from targets import Device, get_device
+from targets.tvm_compat import apart_from_workers
 
 PAUSE_SECONDS = 0.3
 
@@ -49,8 +51,10 @@ class VMRunner:
         return (out[0] if isinstance(out, tvm.ir.Array) else out).numpy()
 
     def time(self, number: int) -> list[float]:
+        self.vm["main"](*self.args)  # starts the thread pool
         timer = self.vm.time_evaluator("main", self.dev, number=number, repeat=1)
-        return [timer(*self.args).mean]
+        with apart_from_workers():
+            return [timer(*self.args).mean]
 
 
 class ORTRunner:

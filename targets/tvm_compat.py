@@ -12,8 +12,11 @@ It lives in `targets` because that is the package every other one may import
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Iterator
 
 import tvm
 
@@ -93,3 +96,48 @@ def shutdown_pool(pool, attempts: int = 3) -> None:
             return
         except AttributeError:
             pool._lock.release()
+
+
+# TVM's launching thread. TVM 0.27 pins the pool's workers 1.. to one core each but lets the
+# calling thread (worker 0) roam over all of the pool's cores (`SetMainThreadFullCpuAffinity`,
+# src/runtime/threading_backend.cc). When the OS puts it on a worker's core, the two chunks of
+# every parallel loop take turns on one core and a kernel takes its one-thread time, often for
+# the life of the process (measured here: the same group conv 77 or 140 us per process).
+# Read from outside: the affinity of the process's threads.
+
+
+def worker_cores() -> set[int]:
+    """The cores that threads of this process other than the calling one are pinned to, one core each."""
+    own = os.sched_getaffinity(0)
+    me, taken = threading.get_native_id(), set()
+    for tid in map(int, os.listdir("/proc/self/task")):
+        if tid == me:
+            continue
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            cpus = os.sched_getaffinity(tid)
+            if len(cpus) == 1 and cpus < own:
+                taken |= cpus
+    return taken
+
+
+@contextlib.contextmanager
+def apart_from_workers() -> Iterator[None]:
+    """Within the block, the calling thread runs on the pool's cores that no other TVM worker is pinned to.
+
+    The calling thread's pool must exist already (it made a parallel call), and the block must not
+    call `runtime.config_threadpool` (which re-pins the workers and frees the caller again). Nothing
+    changes where TVM pinned no worker: one thread, more threads than cores, an OS without affinity.
+    """
+    if not hasattr(os, "sched_getaffinity") or not os.path.isdir("/proc/self/task"):
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    free = own - worker_cores()
+    if free == own or not free:
+        yield
+        return
+    os.sched_setaffinity(0, free)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)

@@ -1,4 +1,9 @@
 """One test per entry of `targets.tvm_compat`: each fails here, by name, when TVM changes the internal."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -101,3 +106,46 @@ def test_kernel_launches_are_calls_in_the_module_after_the_named_pass():
     tvm_ffi.structural_walk(seen[-1]["main"].body, [(tvm.ir.Call, lambda c: calls.append(c) if tvm_compat.is_kernel_launch(c) else None)])
     assert len(calls) == 1 and [str(t) for t in calls[0].attrs.launch_params] == ["blockIdx.x", "threadIdx.x"]
     assert [int(x) for x in calls[0].args[-2:]] == [4, 16]
+
+
+SCRIPT = textwrap.dedent("""
+    import json
+    import os
+    import numpy as np
+    import tvm
+    from tvm import te
+    from targets.tvm_compat import apart_from_workers, worker_cores
+
+    a = te.placeholder((64, 64), name="A")
+    b = te.compute((64, 64), lambda i, j: a[i, j] * 2, name="B")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b]))
+    sch.parallel(sch.get_loops(sch.get_sblock("B"))[0])
+    lib = tvm.compile(sch.mod, target="llvm")
+    x = tvm.runtime.tensor(np.ones((64, 64), "float32"))
+    y = tvm.runtime.empty((64, 64), "float32")
+    before = os.sched_getaffinity(0)
+    seen = {"before": sorted(before)}
+    with apart_from_workers():  # no pool yet: nothing to keep apart from
+        seen["idle"] = sorted(os.sched_getaffinity(0))
+    lib["main"](x, y)
+    seen["ready"] = sorted(os.sched_getaffinity(0))  # TVM sets the caller's cores when its pool starts
+    with apart_from_workers():
+        lib["main"](x, y)
+        seen["inside"] = sorted(os.sched_getaffinity(0))
+    seen["workers"] = sorted(worker_cores())
+    seen["after"] = sorted(os.sched_getaffinity(0))
+    seen["value"] = float(y.numpy()[5, 5])
+    print(json.dumps(seen))
+""")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
+                    reason="needs two cores and Linux affinity")
+def test_apart_from_workers_moves_the_calling_thread_leaves_the_workers_cores_and_gets_its_own_back():
+    env = dict(os.environ, TVM_NUM_THREADS="2", PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("TVM_BIND_THREADS", None)
+    seen = json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
+                                     check=True).stdout)
+    assert seen["idle"] == seen["before"]
+    assert seen["workers"] and seen["inside"] and not set(seen["inside"]) & set(seen["workers"])
+    assert seen["after"] == seen["ready"] and seen["value"] == 2.0

@@ -1,7 +1,8 @@
 """Time candidates on this machine, in a separate worker process that is killed on timeout.
 
 The worker stays alive across candidates (an `import tvm` costs most of a second) and
-uses as many threads as there are physical cores.
+uses as many threads as there are physical cores; its calling thread is kept off the other
+workers' cores while it times (`targets.tvm_compat.apart_from_workers`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tvm.support.popen_pool import PopenWorker
 from autotune.measure.evaluate import evaluate
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
 from autotune.measure.runner import ResultCallback, Runner, TimingOptions
+from targets.tvm_compat import apart_from_workers
 from targets import physical_cores
 from targets.tvm_compat import config_threadpool
 
@@ -34,7 +36,7 @@ def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) 
         module = tvm.runtime.load_module(build.path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed, build.kernels)
+    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed, build.kernels, apart_from_workers)
 
 
 class LocalRunner(Runner):
