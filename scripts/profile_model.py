@@ -30,6 +30,7 @@ from autotune.bench import random_inputs  # noqa: E402
 from autotune.compile import compile_model, lower_for_logs, schedule_model  # noqa: E402
 from autotune.model import import_onnx, lower, resolve_shapes  # noqa: E402
 from autotune.log.jsonl import load_records  # noqa: E402
+from autotune.thread_placement import apart_from_workers  # noqa: E402
 from targets import get_device  # noqa: E402
 
 
@@ -50,12 +51,13 @@ def profile(executable: relax.Executable, feeds: dict[str, np.ndarray], runs: in
             entry[0] += 1
             entry[1] += time.perf_counter() - started.pop()
 
-    vm.set_instrument(instrument)
-    for _ in range(runs):
-        vm["main"](*args)
-    vm.set_instrument(None)
     timer = vm.time_evaluator("main", dev, number=10, repeat=5)
-    return totals, timer(*args).median
+    with apart_from_workers():  # as `autotune bench` and the tuner's runner time
+        vm.set_instrument(instrument)
+        for _ in range(runs):
+            vm["main"](*args)
+        vm.set_instrument(None)
+        return totals, timer(*args).median
 
 
 def main() -> int:
