@@ -4,7 +4,8 @@ One worker process per device session (as many as the tracker has free servers u
 the key, unless told), each keeping its session across candidates: a session costs the
 device an `import tvm`, seconds on a phone. A worker uploads the library, loads it,
 and evaluates it on the device exactly as the local runner does (first call checked
-against numpy, then `time_evaluator`).
+against numpy, then `time_evaluator`), except where the server's calling thread runs: it
+cannot be kept off the cores of TVM's other workers from here (`autotune.thread_placement`).
 
 When a session drops (device reboot, server restart, tracker restart), the candidate
 is retried once on a new session; if that session dies under it too, the candidate
