@@ -30,7 +30,7 @@ from autotune.bench import random_inputs  # noqa: E402
 from autotune.compile import compile_model, lower_for_logs, schedule_model  # noqa: E402
 from autotune.model import import_onnx, lower, resolve_shapes  # noqa: E402
 from autotune.log.jsonl import load_records  # noqa: E402
-from autotune.thread_placement import apart_from_workers  # noqa: E402
+from targets.tvm_compat import apart_from_workers  # noqa: E402
 from targets import get_device  # noqa: E402
 
 

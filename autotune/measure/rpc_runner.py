@@ -5,7 +5,7 @@ the key, unless told), each keeping its session across candidates: a session cos
 device an `import tvm`, seconds on a phone. A worker uploads the library, loads it,
 and evaluates it on the device exactly as the local runner does (first call checked
 against numpy, then `time_evaluator`), except where the server's calling thread runs: it
-cannot be kept off the cores of TVM's other workers from here (`autotune.thread_placement`).
+cannot be kept off the cores of TVM's other workers from here (`targets.tvm_compat.apart_from_workers`).
 
 When a session drops (device reboot, server restart, tracker restart), the candidate
 is retried once on a new session; if that session dies under it too, the candidate
