@@ -32,6 +32,7 @@ from targets.tvm_compat import apart_from_workers  # noqa: E402
 from targets import get_device  # noqa: E402
 
 PAUSE_SECONDS = 0.1
+RUNNER_SPIN_SECONDS = 1.0
 BAR = 1.3  # issue 13's acceptance bar for the largest ratio
 
 
@@ -63,12 +64,14 @@ def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRu
     tasks = extract_tasks(module, device)
     scheduled, _ = schedule_model(module, device, records, tasks=tasks)
     functions = primfuncs(prepack_weights(scheduled))
+    # the model's functions first, all of them: the runner's threads keep spinning for a while after
+    # it measures (TVM's pool yields in a loop before it sleeps) and would slow them
+    time.sleep(RUNNER_SPIN_SECONDS)
+    in_model = [time_function(functions.get(f"{t.functions[0]}_prepacked") or functions[t.functions[0]], device)
+                for t in tasks]
     rows = []
-    for model_task in tasks:
+    for model_task, model_time in zip(tasks, in_model):
         task = model_task.task
-        function = model_task.functions[0]
-        # the model's function first: the runner's threads, still spinning after a run, would slow it
-        in_model = time_function(functions.get(f"{function}_prepacked") or functions[function], device)
         best = task.best(records)
         if best is not None:
             logged = best[1].cost
@@ -76,7 +79,7 @@ def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRu
             inp = task.measure_input(task.default_config)
             result = runner.run([inp], builder.build([inp]))[0]
             logged = result.cost if result.ok else float("nan")
-        rows.append((str(task.workload), logged, in_model))
+        rows.append((str(task.workload), logged, model_time))
     return rows
 
 
