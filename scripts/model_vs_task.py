@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Does tuning measure what the model runs? Each task's logged time beside its function in the model.
 
-    python scripts/model_vs_task.py [--only vit,convnext_tiny] [--small] [--logs DIR]
+    python scripts/model_vs_task.py [--only vit,convnext_tiny] [--small] [--logs DIR] [--same-run]
 
 For every task of each zoo model, with the config compile would use: the time tuning
 records for it (the best of `DIR/<model>.jsonl`; for a task on its default config, measured
 now exactly as tuning measures a candidate: built and run by the local builder and runner)
 and the time of the model's scheduled function as the compiled model calls it (fused with
 its epilogue, weights prepacked), run alone on random inputs. Prints one line per task and
-the largest ratio either way (the acceptance bar is 1.3x).
+the largest ratio either way (the acceptance bar is 1.3x). With `--same-run`, each task's config is
+also measured by the runner right after its function is timed: this machine's speed drifts by
+tens of percent between tuning and now, and the same-run ratio tells that drift from a
+function that differs.
 """
 from __future__ import annotations
 
@@ -58,28 +61,38 @@ def time_function(func: tvm.tirx.PrimFunc, device, inputs: list[np.ndarray] | No
     return statistics.median(blocks)
 
 
-def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRunner) -> list[tuple[str, float, float]]:
-    """(task, seconds tuning records, seconds of the model's function) for every task of the model."""
+def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRunner,
+            same_run: bool = False) -> list[tuple[str, float, float, float]]:
+    """(task, seconds tuning records, seconds of the model's function, seconds of the task's config
+    measured by the runner in the same run (NaN unless `same_run`)) for every task of the model."""
     module = load_onnx(model)
     tasks = extract_tasks(module, device)
     scheduled, _ = schedule_model(module, device, records, tasks=tasks)
     functions = primfuncs(prepack_weights(scheduled))
-    # the model's functions first, all of them: the runner's threads keep spinning for a while after
-    # it measures (TVM's pool yields in a loop before it sleeps) and would slow them
-    time.sleep(RUNNER_SPIN_SECONDS)
-    in_model = [time_function(functions.get(f"{t.functions[0]}_prepacked") or functions[t.functions[0]], device)
-                for t in tasks]
+
+    def model_time(model_task) -> float:
+        # the runner's threads keep spinning for a while after it measures (TVM's pool yields in a
+        # loop before it sleeps) and would slow the function
+        time.sleep(RUNNER_SPIN_SECONDS)
+        name = model_task.functions[0]
+        return time_function(functions.get(f"{name}_prepacked") or functions[name], device)
+
+    def runner_time(task, config) -> float:
+        inp = task.measure_input(config)
+        result = runner.run([inp], builder.build([inp]))[0]
+        return result.cost if result.ok else float("nan")
+
+    # without same_run, the model's functions all first, the runner after them
+    in_model = {} if same_run else {id(t): model_time(t) for t in tasks}
     rows = []
-    for model_task, model_time in zip(tasks, in_model):
+    for model_task in tasks:
         task = model_task.task
         best = task.best(records)
-        if best is not None:
-            logged = best[1].cost
-        else:
-            inp = task.measure_input(task.default_config)
-            result = runner.run([inp], builder.build([inp]))[0]
-            logged = result.cost if result.ok else float("nan")
-        rows.append((str(task.workload), logged, model_time))
+        config = best[0] if best is not None else task.default_config
+        model_seconds = model_time(model_task) if same_run else in_model[id(model_task)]
+        now = runner_time(task, config) if same_run or best is None else float("nan")
+        rows.append((str(task.workload), best[1].cost if best is not None else now, model_seconds,
+                     now if same_run else float("nan")))
     return rows
 
 
@@ -89,10 +102,13 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="the small versions")
     parser.add_argument("--logs", help="folder of tuning logs named <model>.jsonl (the configs to compare)")
     parser.add_argument("--device", default="host")
+    parser.add_argument("--same-run", action="store_true",
+                        help="also measure each task's config by the runner beside the model's function, "
+                             "to tell a different function from the machine's drift between tuning and now")
     args = parser.parse_args()
     device = get_device(args.device)
     os.environ.setdefault("TVM_NUM_THREADS", str(device.num_threads))
-    worst, ratios = (0.0, ""), []
+    worst, ratios, same = (0.0, ""), [], []
     print(f"load average at the start: {_load()}", flush=True)
     builder, runner = LocalBuilder(), LocalRunner()
     for name in args.only.split(","):
@@ -101,19 +117,28 @@ def main() -> int:
         log = os.path.join(args.logs, f"{name}.jsonl") if args.logs else None
         records = load_records(log) if log and os.path.exists(log) else []
         full, small = ZOO[name]
-        for task, logged, in_model in compare(small() if args.small else full(), device, records, builder, runner):
+        model = small() if args.small else full()
+        for task, logged, in_model, now in compare(model, device, records, builder, runner, args.same_run):
             ratio = in_model / logged
             if ratio == ratio:  # a failed default measurement is NaN
                 worst = max(worst, (max(ratio, 1 / ratio), f"{name} {task}"))
                 ratios.append((ratio, logged))
-            print(f"{name:18s} {task:70s} logged {logged * 1e6:8.1f} us  model {in_model * 1e6:8.1f} us  {ratio:5.2f}x",
-                  flush=True)
+            line = f"{name:18s} {task:70s} logged {logged * 1e6:8.1f} us  model {in_model * 1e6:8.1f} us  {ratio:5.2f}x"
+            if args.same_run:
+                same.append(in_model / now)
+                line += f"  runner now {now * 1e6:8.1f} us  {in_model / now:5.2f}x"
+            print(line, flush=True)
     builder.close()
     runner.close()
     within = [r for r, _ in ratios if 1 / BAR <= r <= BAR]
     print(f"{len(ratios)} tasks: median ratio {statistics.median(r for r, _ in ratios):.2f}x, "
           f"{len(within)} within {BAR}x either way; load average at the end: {_load()}")
     print(f"largest model / log ratio, either way: {worst[0]:.2f}x ({worst[1]})")
+    if same:
+        same = [r for r in same if r == r]
+        print(f"same run, model / runner: median {statistics.median(same):.2f}x, "
+              f"{sum(1 / BAR <= r <= BAR for r in same)} of {len(same)} within {BAR}x, "
+              f"largest either way {max(max(r, 1 / r) for r in same):.2f}x")
     return 0
 
 
