@@ -16,6 +16,7 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
+from schedules.matching import fuse_epilogue
 from schedules.space import ConfigSpace
 from targets import Device
 
@@ -142,6 +143,21 @@ def tile_write_back(sch: s_tir.Schedule, write_back: s_tir.SBlockRV, device: Dev
         return write_back, None
     accumulator = next(i for i, region in enumerate(sch.get(write_back).reads) if region.source.scope() == "local")
     return sch.cache_read(write_back, accumulator, "global"), write_back
+
+
+def write_back_at(sch: s_tir.Schedule, write_back: s_tir.SBlockRV, tile: s_tir.LoopRV, device: Device
+                  ) -> tuple[list[s_tir.SBlockRV], s_tir.SBlockRV | None]:
+    """Place `write_back` at the `tile` loop with its epilogue fused: (blocks left unfused, a heavy
+    epilogue for `epilogue_per_task` or None). On an in-order core the epilogue is fused first, so
+    the write-back is still top-level when `tile_write_back` copies its accumulators out; elsewhere
+    in the templates' order of old (the same code on x86 and out-of-order ARM cores)."""
+    if not device.core.in_order:
+        sch.reverse_compute_at(write_back, tile)
+        return fuse_epilogue(sch, write_back), None
+    leftovers = fuse_epilogue(sch, write_back)
+    write_back, epilogue = tile_write_back(sch, write_back, device)
+    sch.reverse_compute_at(write_back, tile)
+    return leftovers, epilogue
 
 
 def epilogue_per_task(sch: s_tir.Schedule, epilogue: s_tir.SBlockRV | None, task: s_tir.LoopRV, device: Device,
