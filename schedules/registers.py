@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import tvm
+import tvm_ffi
 from tvm import s_tir, tirx
 
+from schedules.matching import fuse_epilogue
 from schedules.space import ConfigSpace
 from targets import Device
 
@@ -107,3 +109,69 @@ def vectorize_native(sch: s_tir.Schedule, loop: s_tir.LoopRV, device: Device, dt
     if isinstance(extent, tirx.IntImm) and int(extent) > lanes and int(extent) % lanes == 0:
         loop = sch.split(loop, [None, lanes])[1]
     sch.vectorize(loop)
+
+
+#: Arithmetic operations per element above which an epilogue is heavy: SiLU's fast exp or GELU's erf
+#: takes about 30, a bias and ReLU 2 or 3.
+HEAVY_EPILOGUE_OPERATIONS = 16
+
+
+def operations(sch: s_tir.Schedule, block: s_tir.SBlockRV) -> int:
+    """Arithmetic operations and calls in the block's body (per element it writes)."""
+    count = [0]
+
+    def visit(node) -> None:
+        if isinstance(node, (tvm.ir.prim.expr.BinaryOpExpr, tvm.ir.Call)):
+            count[0] += 1
+
+    tvm_ffi.structural_walk(sch.get(block).body, visit)
+    return count[0]
+
+
+def tile_write_back(sch: s_tir.Schedule, write_back: s_tir.SBlockRV, device: Device
+                    ) -> tuple[s_tir.SBlockRV, s_tir.SBlockRV | None]:
+    """(the block that writes a tile's accumulators out, a heavy epilogue to run per parallel task or None).
+
+    `write_back` (its epilogue fused) and None, but on an in-order core (`Core.in_order`) when
+    the epilogue is heavy, a copy of the accumulators and `write_back` itself. LLVM fully
+    unrolls a tile's write-back, and the in-order core's scheduling model interleaves the
+    unrolled pieces: with SiLU's exp (a dozen constants and a few temporaries per vector) 8
+    register-wide pieces spill where 4 do not. So there the tile only copies its accumulators
+    out, and `epilogue_per_task` reads them back once per task. Call on a top-level write-back.
+    """
+    if not (device.core.in_order and operations(sch, write_back) > HEAVY_EPILOGUE_OPERATIONS):
+        return write_back, None
+    accumulator = next(i for i, region in enumerate(sch.get(write_back).reads) if region.source.scope() == "local")
+    return sch.cache_read(write_back, accumulator, "global"), write_back
+
+
+def write_back_at(sch: s_tir.Schedule, write_back: s_tir.SBlockRV, tile: s_tir.LoopRV, device: Device
+                  ) -> tuple[list[s_tir.SBlockRV], s_tir.SBlockRV | None]:
+    """Place `write_back` at the `tile` loop with its epilogue fused: (blocks left unfused, a heavy
+    epilogue for `epilogue_per_task` or None). On an in-order core the epilogue is fused first, so
+    the write-back is still top-level when `tile_write_back` copies its accumulators out; elsewhere
+    in the templates' order of old (the same code on x86 and out-of-order ARM cores)."""
+    if not device.core.in_order:
+        sch.reverse_compute_at(write_back, tile)
+        return fuse_epilogue(sch, write_back), None
+    leftovers = fuse_epilogue(sch, write_back)
+    write_back, epilogue = tile_write_back(sch, write_back, device)
+    sch.reverse_compute_at(write_back, tile)
+    return leftovers, epilogue
+
+
+def epilogue_per_task(sch: s_tir.Schedule, epilogue: s_tir.SBlockRV | None, task: s_tir.LoopRV, device: Device,
+                      dtype: str) -> None:
+    """Run a heavy epilogue (from `tile_write_back`) inside the parallel `task` loop, after its tiles, as
+    one loop of register-wide pieces.
+
+    LLVM unrolls that loop by as many pieces as fit its partial-unroll threshold and divide the
+    trip count (7 of a depthwise row's 112: 8 spill stores where the tile's 8 pieces spilled 21);
+    bodies of 2 or 4 pieces unrolled by TVM, which LLVM then unrolls twice, spilled more (12).
+    """
+    if epilogue is None:
+        return
+    sch.reverse_compute_at(epilogue, task)
+    loops = sch.get_loops(epilogue)
+    inner = loops[[sch.get(loop).same_as(sch.get(task)) for loop in loops].index(True) + 1:]
+    vectorize_native(sch, sch.fuse(*inner) if len(inner) > 1 else inner[0], device, dtype)

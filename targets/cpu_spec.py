@@ -30,6 +30,9 @@ class Core:
     `fma_memory_operand`: an FMA can read one operand from memory (x86), so unrolled
     reduction steps need no registers for their weights; on NEON every operand is loaded
     into a register first, and LLVM hoists the loads of unrolled steps.
+    `in_order`: the core issues in order (Cortex-A53, A55). LLVM then unrolls every loop it can
+    (partial and runtime unrolling for in-order AArch64 cores) and its scheduling model
+    interleaves the copies, which a heavy epilogue (SiLU's exp) pays in spilled registers.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Core:
     l2_kib: int
     mca_model: str | None = None
     fma_memory_operand: bool = False
+    in_order: bool = False
 
     def lanes(self, dtype_bits: int = 32) -> int:
         return max(1, self.vector_bits // dtype_bits)
@@ -88,15 +92,15 @@ class CpuSpec:
 
 
 def _neon(name: str, fma_per_cycle: float, fma_latency: int, l1d_kib: int, l2_kib: int,
-          mca_model: str | None = None, accumulators: int = 24) -> Core:
+          mca_model: str | None = None, accumulators: int = 24, in_order: bool = False) -> Core:
     return Core(name, vector_registers=32, vector_bits=128, accumulators=accumulators, fma_per_cycle=fma_per_cycle,
-                fma_latency=fma_latency, l1d_kib=l1d_kib, l2_kib=l2_kib, mca_model=mca_model or name)
+                fma_latency=fma_latency, l1d_kib=l1d_kib, l2_kib=l2_kib, mca_model=mca_model or name, in_order=in_order)
 
 
 #: ARM cores by LLVM CPU name (Arm's software optimization guides: Q-form FMLA issue rate and latency).
 ARM_CORES: dict[str, Core] = {
-    "cortex-a53": _neon("cortex-a53", 0.5, 8, 32, 512),
-    "cortex-a55": _neon("cortex-a55", 1, 4, 32, 256, accumulators=16),
+    "cortex-a53": _neon("cortex-a53", 0.5, 8, 32, 512, in_order=True),
+    "cortex-a55": _neon("cortex-a55", 1, 4, 32, 256, accumulators=16, in_order=True),
     "cortex-a72": _neon("cortex-a72", 1, 7, 32, 1024),
     "cortex-a76": _neon("cortex-a76", 2, 4, 64, 512, mca_model="neoverse-n1"),
     "generic": _neon("generic", 1, 4, 32, 512),

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 import tvm
-from tvm import s_tir, te, tirx
+from tvm import s_tir, te, tirx, topi
 
 from schedules.conv2d import channel_block
 from schedules.depthwise import DepthwiseConv2dCPU, depthwise_nchwc
@@ -92,8 +92,9 @@ def test_reference_of_a_dilated_8_channel_block():
         assert out[0, c, y, xo, ci] == pytest.approx(direct, rel=1e-5, abs=1e-5)
 
 
-def fused_depthwise(n, c, h, w, k, stride, pad, clip=True, dilation=1):
-    """A model's fused PrimFunc as the lowering makes it: pad, depthwise, bias add, ReLU6 as max/min (int64 shapes)."""
+def fused_depthwise(n, c, h, w, k, stride, pad, clip=True, dilation=1, silu=False):
+    """A model's fused PrimFunc as the lowering makes it: pad, depthwise, bias add, ReLU6 as max/min
+    (or SiLU with TVM's fast exp, as EfficientNet's) (int64 shapes)."""
     i64 = lambda *dims: [tirx.IntImm("int64", d) for d in dims]  # noqa: E731
     cb = channel_block(c)
     data = te.placeholder(i64(n, c // cb, h, w, cb), "float32", name="x")
@@ -106,6 +107,10 @@ def fused_depthwise(n, c, h, w, k, stride, pad, clip=True, dilation=1):
     if clip:
         low = te.compute(out.shape, lambda *i: tirx.max(out(*i), tirx.const(0, "float32")), name="T_maximum")
         out = te.compute(out.shape, lambda *i: tirx.min(low(*i), tirx.const(6, "float32")), name="T_minimum")
+    if silu:
+        gate = topi.fast_exp(topi.negative(out))
+        biased = out
+        out = te.compute(out.shape, lambda *i: biased(*i) / (tirx.const(1, "float32") + gate(*i)), name="T_multiply")
     return te.create_prim_func([data, kernel, bias, out])
 
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 import tvm
 
@@ -75,3 +76,38 @@ def test_default_configs_do_not_spill_vector_registers(device_name, tmp_path):
         spills = len(re.findall(r"\t(?:str|stp|stur)\tq\d+, .*\[sp", code))
         assert fmla > 0, name
         assert spills <= 1, f"{name} on {device_name}: {spills} vector registers stored to the stack ({fmla} fmla)"
+
+
+
+@pytest.mark.skipif(shutil.which(OBJDUMP) is None, reason=f"{OBJDUMP} (binutils-aarch64-linux-gnu) is not installed")
+def test_a_silu_epilogue_runs_per_task_on_an_in_order_core(tmp_path, host):
+    """EfficientNet's 5x5 depthwise conv with bias and SiLU (fast exp) on the Cortex-A55: LLVM unrolls a
+    tile's write-back whole and the in-order model interleaves its 8 pieces (21 spill stores); the
+    epilogue runs per parallel task instead (8 measured), and still computes the same numbers."""
+    from autotune.static_check import check_library
+    from test_depthwise_template import fused_depthwise
+    from tvm import s_tir
+
+    from schedules.depthwise import DepthwiseConv2dCPU
+
+    func = fused_depthwise(1, 240, 28, 28, 5, 1, 2, clip=False, silu=True)
+    template = DepthwiseConv2dCPU()
+    wl = template.match(s_tir.Schedule(func))
+    a55 = get_device("cortex-a55")
+    scheduled = template.schedule(wl, template.default_config(wl, a55), a55, func)
+    assert "local_global" in scheduled.script()  # the tile copies its accumulators out
+    path = str(tmp_path / "a55.so")
+    a55.export_library(tvm.compile(scheduled, target=a55.tvm_target), path)
+    assert check_library(path).total.spill_stores <= 10
+    reference = tvm.compile(func, target=host.tvm_target)
+    fast = tvm.compile(scheduled, target=host.tvm_target)
+    rng = np.random.default_rng(0)
+    shapes = [(1, 15, 28, 28, 16), (15, 1, 5, 5, 16), (1, 15, 1, 1, 16), (1, 15, 28, 28, 16)]  # x, w, bias, out
+    args = [rng.uniform(-1, 1, shape).astype("float32") for shape in shapes]
+    dev = tvm.cpu()
+    outputs = []
+    for executable in (reference, fast):
+        tensors = [tvm.runtime.tensor(a, dev) for a in args]
+        executable["main"](*tensors)
+        outputs.append(tensors[-1].numpy())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)

@@ -17,9 +17,10 @@ from tvm import s_tir
 
 from schedules.conv2d.compute import Conv2dCompute, channel_blocks, out_size
 from schedules.default.cpu import schedule_leftover_blocks
-from schedules.matching import anchor_block, fuse_epilogue, producer_of
-from schedules.registers import (accumulator_budget, define_sub_block, register_tile, registers_of, sub_block,
-                                 max_unroll, min_unroll, sub_blocks, tile_fits, vectorize_native)
+from schedules.matching import anchor_block, producer_of
+from schedules.registers import (accumulator_budget, define_sub_block, epilogue_per_task, register_tile, registers_of,
+                                 sub_block, max_unroll, min_unroll, sub_blocks, tile_fits, write_back_at,
+                                 vectorize_native)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
@@ -87,10 +88,10 @@ class Conv2dCPU(Conv2dCompute):
             tile.append(ki0)
         sch.reorder(*outer, *tile, co, r, s, ci0, ci1, oh1, ow1, ko1, ki)
         write_back = sch.cache_write(block, 0, "local")
-        sch.reverse_compute_at(write_back, tile[-1])
-        leftovers = fuse_epilogue(sch, write_back)
+        leftovers, epilogue = write_back_at(sch, write_back, tile[-1], device)
         parallel = sch.fuse(*outer)
         sch.parallel(parallel)
+        epilogue_per_task(sch, epilogue, parallel, device, wl["dtype"])
         for loop in (ci1, oh1, ow1, ko1):
             sch.unroll(loop)
         sch.vectorize(ki)

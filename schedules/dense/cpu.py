@@ -23,9 +23,9 @@ from tvm.s_tir.schedule import SBlockRV
 from schedules.default.cpu import schedule_leftover_blocks
 from schedules.dense.compute import BatchMatmulCompute, DenseCompute, MatmulCompute
 from schedules.matching import (
-    LAYOUT_REWRITE_PREPROC, anchor_block, canonicalize_gemm, fuse_epilogue, pad_gemm, reads_layout_free_param, top_blocks,
+    LAYOUT_REWRITE_PREPROC, anchor_block, canonicalize_gemm, pad_gemm, reads_layout_free_param, top_blocks,
 )
-from schedules.registers import accumulator_budget, tile_fits, vectorize_native
+from schedules.registers import accumulator_budget, epilogue_per_task, tile_fits, write_back_at, vectorize_native
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
@@ -106,9 +106,9 @@ class MatmulCPU(MatmulCompute):
             sch.reorder(s, j0, i0, j1, i1, k0, k1, i2, j2)
             outer, tile = sch.fuse(s, j0, i0), i1
         write_back = sch.cache_write(block, 0, "local")
-        sch.reverse_compute_at(write_back, tile)
-        leftovers = fuse_epilogue(sch, write_back)
+        leftovers, epilogue = write_back_at(sch, write_back, tile, device)
         sch.parallel(outer)
+        epilogue_per_task(sch, epilogue, outer, device, wl["dtype"])
         step, explicit = cfg["unroll"]
         if step:
             sch.annotate(outer, "pragma_auto_unroll_max_step", step)

@@ -26,7 +26,8 @@ from schedules.conv2d.compute import channel_block, out_size
 from schedules.default.cpu import schedule_leftover_blocks
 from schedules.depthwise.compute import DepthwiseConv2dCompute
 from schedules.matching import anchor_block, fuse_epilogue
-from schedules.registers import accumulator_budget, registers_of, tile_fits, vectorize_native
+from schedules.registers import (accumulator_budget, epilogue_per_task, registers_of, tile_fits, tile_write_back,
+                                 vectorize_native)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
 from targets import Device
@@ -86,8 +87,11 @@ class DepthwiseConv2dCPU(DepthwiseConv2dCompute):
             sch.reorder(*outer, ow0, c1, oh1, ow1, r, s, ci)
         write_back = sch.cache_write(block, 0, "local")
         leftovers = fuse_epilogue(sch, write_back)
+        write_back, epilogue = tile_write_back(sch, write_back, device)
         sch.reverse_compute_at(write_back, ow0)
-        sch.parallel(sch.fuse(*outer))
+        task = sch.fuse(*outer)
+        sch.parallel(task)
+        epilogue_per_task(sch, epilogue, task, device, wl["dtype"])
         # Rows of taps stay a loop where a block spans several registers: fully unrolled, LLVM
         # loads every tap's kernel registers up front and spills them (NEON has no FMA with a
         # memory operand; AVX-512 folds those loads into its FMAs).
