@@ -60,6 +60,7 @@ def operand_words(c: Config | dict) -> int:
 
 
 def work_group_threads(c: Config | dict) -> int:
+    """Threads of the anchor's work group: channel blocks x lanes x pixels."""
     return c["tile_c"][1] * c["tile_ki"][0] * math.prod(c[name][1] for name in _pixel_knobs(c))
 
 
@@ -172,11 +173,11 @@ class OpenCLConvSchedule:
             sch.unroll(loop)
         vectorize_inner(sch, kv, cfg["vector"])  # before the reduction is split: TVM vectorizes no bare update
         init = sch.decompose_reduction(block, order[0])
-        for loops in (sch.get_loops(init)[bound:], sch.get_loops(write_back)[bound:]):
-            *outer, last = loops
-            for loop in outer:
+        for loops in (sch.get_loops(init)[bound:], sch.get_loops(write_back)[bound:]):  # none for a 1-element tile
+            for loop in loops[:-1]:
                 sch.unroll(loop)
-            vectorize_inner(sch, last, cfg["vector"])
+            if loops:
+                vectorize_inner(sch, loops[-1], cfg["vector"])
         for other in top_blocks(sch):  # the pad stage, an epilogue that did not fuse
             bind_elementwise(sch, other, gpu)
 
