@@ -1,15 +1,15 @@
 """ONNX models: import to Relax, lower to PrimFuncs the templates know, compile for a device.
 
 The device says which layout its convolutions take (`Device.conv_layout`). For "NCHWc" (the
-CPUs), lowering converts every conv2d a template serves to a blocked channel layout (NCHW[x]c,
+CPUs and the GPUs), lowering converts every conv2d a template serves to a blocked channel layout (NCHW[x]c,
 `schedules.conv2d.channel_block`) with `relax.transform.ConvertLayout`, legalizes it with
 the template's own compute, folds the weight layout transforms into constants, then
 legalizes and fuses the rest as TVM does (`relax.get_pipeline("zero")`). Layout
 transforms remain only where the graph enters and leaves the blocked layout. The 3x3
 convolutions named in `winograd_convs` are computed by Winograd's algorithm instead, their
-kernels transformed once, at compile time, with the rest of the constants. For "NCHW" (the
-GPUs, until their OpenCL templates choose a layout), convolutions keep TVM's layout and
-legalization, channels are not padded, and there is no Winograd.
+kernels transformed once, at compile time, with the rest of the constants. For "NCHW",
+convolutions keep TVM's layout and legalization, channels are not padded, and there is no
+Winograd.
 """
 from __future__ import annotations
 

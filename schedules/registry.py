@@ -52,14 +52,17 @@ class TemplateRegistry:
 def default_registry() -> TemplateRegistry:
     """The templates this package ships."""
     from schedules.conv2d.cpu import Conv2dCPU
+    from schedules.conv2d.opencl import Conv2dOpenCL
     from schedules.dense.cpu import BatchMatmulCPU, DenseCPU, MatmulCPU
     from schedules.dense.opencl import BatchMatmulOpenCL, DenseOpenCL, MatmulOpenCL
     from schedules.depthwise.cpu import DepthwiseConv2dCPU
+    from schedules.depthwise.opencl import DepthwiseConv2dOpenCL
     from schedules.group_conv2d.cpu import GroupConv2dCPU
     from schedules.winograd.cpu import Conv2dWinogradCPU
 
     return TemplateRegistry([MatmulCPU(), DenseCPU(), BatchMatmulCPU(), Conv2dCPU(), Conv2dWinogradCPU(), DepthwiseConv2dCPU(),
-                             GroupConv2dCPU(), MatmulOpenCL(), DenseOpenCL(), BatchMatmulOpenCL()])
+                             GroupConv2dCPU(), MatmulOpenCL(), DenseOpenCL(), BatchMatmulOpenCL(), Conv2dOpenCL(),
+                             DepthwiseConv2dOpenCL()])
 
 
 def default_schedule(device: Device) -> DefaultSchedule:

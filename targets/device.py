@@ -21,8 +21,8 @@ class Device:
     driver used to link exported libraries when the device is not this machine. `cpu`
     describes the cores that run the kernels (of a GPU device: its host's); `gpu` a GPU
     device's launch limits. `conv_layout` is the data layout the lowering gives the
-    convolutions: "NCHWc" blocks channels for the CPU templates (`schedules.conv2d.channel_block`),
-    "NCHW" keeps TVM's own layout (the GPU path until the OpenCL templates choose theirs).
+    convolutions: "NCHWc" blocks channels for the templates (`schedules.conv2d.channel_block`; the
+    OpenCL ones read a block of 16 or 8 in float4s), "NCHW" keeps TVM's own layout.
     """
 
     name: str

@@ -70,7 +70,9 @@ def mobile_gpu(name: str, target: dict, gpu: GpuSpec, description: str) -> Devic
         description=f"{description}; limits of the {gpu.name}",
         cpu=arm_cpu_spec({"generic": 4}),
         gpu=gpu,
-        conv_layout="NCHW",
+        # The CPUs' blocked layout (blocks of 16 or 8 channels): the OpenCL conv templates read a
+        # block in float4s, so the model's layout transforms and weight packs are the CPUs' own.
+        conv_layout="NCHWc",
     )
 
 

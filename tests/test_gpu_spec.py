@@ -21,7 +21,7 @@ def test_every_gpu_preset_states_its_limits_and_puts_them_in_its_target():
         assert int(attrs["max_threads_per_block"]) == int(attrs["max_num_threads"]) == gpu.max_threads_per_work_group
         assert int(attrs["max_shared_memory_per_block"]) == gpu.local_memory_bytes
         assert gpu.family in device.tvm_target.keys
-        assert device.conv_layout == "NCHW" and device.runtime_kind == "opencl"
+        assert device.conv_layout == "NCHWc" and device.runtime_kind == "opencl"
     assert get_device("host").gpu is None and get_device("host").conv_layout == "NCHWc"
 
 

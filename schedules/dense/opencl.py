@@ -30,24 +30,14 @@ import math
 from typing import Any
 
 from tvm import s_tir
-from tvm.s_tir.schedule import SBlockRV
 
 from schedules.dense.compute import BatchMatmulCompute, DenseCompute, MatmulCompute
 from schedules.matching import anchor_block, canonicalize_gemm, fuse_epilogue, pad_gemm, top_blocks
+from schedules.opencl_common import (VECTOR_WIDTHS, bind_elementwise, gpu_of, pow2_floor, pow2_work_group,
+                                     register_budget, vectorize_inner)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
-from schedules.workgroup import work_group
 from targets import Device
-from targets.gpu_spec import GpuSpec
-
-#: Registers a thread may give its per-thread arrays where the spec sets no limit (Adreno).
-UNLIMITED_REGISTERS = 128
-#: Vector widths of loads and stores (float, float2, float4, float8).
-VECTOR_WIDTHS = (1, 2, 4, 8)
-
-
-def register_budget(gpu: GpuSpec) -> int:
-    return gpu.registers_per_thread or UNLIMITED_REGISTERS
 
 
 def register_words(mr: int, nr: int, ku: int) -> int:
@@ -62,7 +52,7 @@ class OpenCLGemmSchedule:
     version = 1
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
-        gpu = _gpu(device)
+        gpu = gpu_of(device)
         threads = gpu.max_threads_per_work_group
         space = ConfigSpace()
         space.define_split("tile_i", wl["M"], 3, max_factor=(min(threads, 64), 8))  # (groups, ty, mr)
@@ -88,10 +78,10 @@ class OpenCLGemmSchedule:
     def default_values(self, wl: Workload, device: Device, space: ConfigSpace) -> dict[str, Any]:
         """A 4 x 4 tile (shrunk for small shapes) with float4 loads and stores, k unrolled by 4, and the
         work group of the rule (`schedules.workgroup`) for the tiles' global size, in powers of two."""
-        gpu = _gpu(device)
-        mr, nr = min(4, _pow2_floor(wl["M"])), min(4, _pow2_floor(wl["N"]))
-        ku = min(4, _pow2_floor(wl["K"]))
-        tx, ty = (_pow2_floor(t) for t in work_group([-(-wl["N"] // nr), -(-wl["M"] // mr)], gpu).local)
+        gpu = gpu_of(device)
+        mr, nr = min(4, pow2_floor(wl["M"])), min(4, pow2_floor(wl["N"]))
+        ku = min(4, pow2_floor(wl["K"]))
+        tx, ty = pow2_work_group([-(-wl["N"] // nr), -(-wl["M"] // mr)], gpu)
         return {
             "tile_i": (-(-wl["M"] // (ty * mr)), ty, mr),
             "tile_j": (-(-wl["N"] // (tx * nr)), tx, nr),
@@ -101,7 +91,7 @@ class OpenCLGemmSchedule:
         }
 
     def apply(self, sch: s_tir.Schedule, wl: Workload, cfg: Config, device: Device) -> None:
-        gpu = _gpu(device)
+        gpu = gpu_of(device)
         _, ty, mr = cfg["tile_i"]
         _, tx, nr = cfg["tile_j"]
         _, ku = cfg["tile_k"]
@@ -131,7 +121,7 @@ class OpenCLGemmSchedule:
             sch.compute_at(piece, k0)
             own = sch.get_loops(piece)[len(sch.get_loops(block)) - 3:]  # below k0 (none when the piece is one element)
             if own:
-                _vectorize_inner(sch, own[-1], vector)
+                vectorize_inner(sch, own[-1], vector)
             pieces.append(piece)
         if cfg["local_b"]:  # the work group's B tile of this k step, fetched by all its threads together
             shared = sch.cache_read(pieces[1], 0, "shared")
@@ -145,41 +135,16 @@ class OpenCLGemmSchedule:
             sch.vectorize(lane)
         sch.unroll(k1)
         sch.unroll(i2)
-        _vectorize_inner(sch, j2, vector)
+        vectorize_inner(sch, j2, vector)
         init = sch.decompose_reduction(block, k0)
         init_loops = sch.get_loops(init)
         sch.unroll(init_loops[-2])
-        _vectorize_inner(sch, init_loops[-1], vector)
+        vectorize_inner(sch, init_loops[-1], vector)
         *_, rows, cols = sch.get_loops(write_back)
         sch.unroll(rows)
-        _vectorize_inner(sch, cols, vector)
+        vectorize_inner(sch, cols, vector)
         for other in top_blocks(sch):  # pad copies, a model's prologue (a mask's cast), an unfused epilogue
             bind_elementwise(sch, other, gpu)
-
-
-def bind_elementwise(sch: s_tir.Schedule, block: SBlockRV, gpu: GpuSpec) -> None:
-    """One thread per element of a top-level block (a pad copy, an unfused epilogue), work groups by the rule;
-    nothing for a block already bound (the GEMM)."""
-    loops = sch.get_loops(block)
-    if any(sch.get(loop).thread_binding is not None for loop in loops):
-        return
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    threads = work_group([int(sch.get(fused).extent)], gpu).local[0]
-    groups, lanes = sch.split(fused, [None, threads])
-    sch.bind(groups, "blockIdx.x")
-    sch.bind(lanes, "threadIdx.x")
-
-
-def _vectorize_inner(sch: s_tir.Schedule, loop, vector: int) -> None:
-    """Vector accesses of gcd(vector, extent) lanes along `loop` (the rest of it unrolled)."""
-    extent = int(sch.get(loop).extent)
-    lanes = math.gcd(vector, extent)
-    if lanes == 1:
-        sch.unroll(loop)
-        return
-    outer, inner = sch.split(loop, [None, lanes])
-    sch.unroll(outer)
-    sch.vectorize(inner)
 
 
 def _whole_fetch(c) -> bool:
@@ -187,16 +152,6 @@ def _whole_fetch(c) -> bool:
     (_, ty, _), (_, tx, nr), (_, ku) = c["tile_i"], c["tile_j"], c["tile_k"]
     elements = ku * tx * nr
     return elements % (ty * tx * math.gcd(c["vector"], elements)) == 0
-
-
-def _gpu(device: Device) -> GpuSpec:
-    if device.gpu is None:
-        raise ValueError(f"{device.name} is no GPU: the OpenCL templates need a GPU preset")
-    return device.gpu
-
-
-def _pow2_floor(n: int) -> int:
-    return 1 << (max(1, n).bit_length() - 1)
 
 
 class MatmulOpenCL(OpenCLGemmSchedule, MatmulCompute):
