@@ -1,8 +1,9 @@
 """The OpenCL conv2d and depthwise conv2d templates run through TVM's OpenCL runtime on PoCL (a CPU OpenCL).
 
 On the CPU templates' shape suites (odd, strided, dilated, 1x1, 7x7 and 1-row shapes included), the default
-config and 20 random ones per shape (4 on the three heaviest, marked slow) equal numpy, and every config's kernels launch within the preset's limits
-(the presets taken in turn, so each shape runs on one of them). The 21 configs of a shape are compiled as one
+config and 3 random ones per shape (`OPENCL_RANDOM_CONFIGS=20` for the full sweep; at most 4 on the three
+heaviest, marked slow) equal numpy, and every config's kernels launch within the preset's limits
+(the presets taken in turn, so each shape runs on one of them). The configs of a shape are compiled as one
 module (one build, one PoCL program). The default work groups are printed per preset (`pytest -s`) and are
 multiples of the lock-step width. Small shapes also run under Oclgrind, which reports out-of-bounds accesses
 and data races. Skipped, with the reason, only where TVM's OpenCL runtime is not installed.
@@ -30,11 +31,13 @@ from test_depthwise_template import MOBILENET_V2, NEW, ODD
 GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
 #: Largest error allowed, relative to the reference's largest magnitude.
 TOLERANCE = 1e-4
-RANDOM_CONFIGS = 20
+#: Random configs per shape besides the default: 3 in the test suite (PoCL compiles and runs each for
+#: seconds), 20 for the acceptance sweep (`OPENCL_RANDOM_CONFIGS=20 pytest tests/test_conv_opencl.py`, ~12 min).
+RANDOM_CONFIGS = int(os.environ.get("OPENCL_RANDOM_CONFIGS", "3"))
 SHAPES = {"conv2d": CONV2D_SHAPES, "depthwise_conv2d": {**MOBILENET_V2, **ODD, **NEW}}
 #: Shapes of more flops than this run the default and `HEAVY_RANDOM_CONFIGS` random configs, marked slow: PoCL
 #: takes minutes over 20 random configs of ResNet-18's 224x224 stem (a random work group can be one thread).
-HEAVY_FLOPS, HEAVY_RANDOM_CONFIGS = 50e6, 4
+HEAVY_FLOPS, HEAVY_RANDOM_CONFIGS = 50e6, min(RANDOM_CONFIGS, 4)
 
 
 def _case(op, name, shape, preset):
