@@ -12,8 +12,6 @@ import math
 import os
 import random
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,13 +22,11 @@ from schedules.conv2d.opencl import accumulator_words, operand_words, work_group
 from schedules.opencl_common import register_budget
 from targets import get_device
 from targets.kernel_launch import check_launches, compile_recording_launches
-from targets.opencl_runtime import opencl_runtime_installed, require_opencl_runtime
+from opencl_check import TOLERANCE, configs, needs_opencl, opencl, run_under_oclgrind  # noqa: F401 (opencl: a module fixture)
 from test_conv2d_template import SHAPES as CONV2D_SHAPES
 from test_depthwise_template import MOBILENET_V2, NEW, ODD
 
 GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
-#: Largest error allowed, relative to the reference's largest magnitude.
-TOLERANCE = 1e-4
 #: Random configs per shape besides the default: 3 in the test suite (PoCL compiles and runs each for
 #: seconds), 20 for the acceptance sweep (`OPENCL_RANDOM_CONFIGS=20 pytest tests/test_conv_opencl.py`, ~12 min).
 RANDOM_CONFIGS = int(os.environ.get("OPENCL_RANDOM_CONFIGS", "3"))
@@ -50,19 +46,9 @@ def _case(op, name, shape, preset):
 CASES = [_case(op, name, shape, GPU_PRESETS[i % len(GPU_PRESETS)])
          for op, shapes in SHAPES.items() for i, (name, shape) in enumerate(shapes.items())]
 
-pytestmark = pytest.mark.skipif(not opencl_runtime_installed(),
-                                reason="TVM's OpenCL runtime (libtvm_runtime_opencl.so) is not installed: "
-                                       "set AUTOTUNE_OPENCL_RUNTIME (see targets/opencl_runtime.py)")
+pytestmark = needs_opencl
 
 
-@pytest.fixture(scope="module", autouse=True)
-def opencl():
-    require_opencl_runtime()  # before anything is compiled: compiled before, OpenCL cannot run in-process
-
-
-def configs(template, wl, device, n=RANDOM_CONFIGS, seed=0):
-    space = template.space(wl, device)
-    return [template.default_config(wl, device, space)] + space.sample(random.Random(seed), n)
 
 
 def run_configs(template, wl, device, tried):
@@ -217,9 +203,5 @@ def test_oclgrind_finds_no_memory_error_or_data_race(tmp_path):
              ("depthwise_conv2d", (1, 24, 6, 5, 5, 5, 1, 2), "adreno-7xx")]
     log = tmp_path / "oclgrind.log"
     code = OCLGRIND_RUN.format(tests=os.path.dirname(__file__), cases=cases)
-    result = subprocess.run(["oclgrind", "--data-races", "--log", str(log), sys.executable, "-c", code],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert log.read_text() == ""
-    print(result.stdout.strip().splitlines()[-1])
-    assert float(result.stdout.split("relative error")[-1]) <= TOLERANCE
+    stdout = run_under_oclgrind(code, log)
+    print(stdout.strip().splitlines()[-1])

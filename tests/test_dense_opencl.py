@@ -8,8 +8,6 @@ Skipped, with the reason, only where TVM's OpenCL runtime is not installed.
 import os
 import random
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,11 +17,9 @@ from schedules import default_registry
 from schedules.dense.opencl import register_budget, register_words
 from targets import get_device
 from targets.kernel_launch import check_launches, compile_recording_launches
-from targets.opencl_runtime import opencl_runtime_installed, require_opencl_runtime
+from opencl_check import TOLERANCE, configs, needs_opencl, opencl, run_under_oclgrind  # noqa: F401 (opencl: a module fixture)
 
 GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
-#: Largest error allowed, relative to the reference's largest magnitude.
-TOLERANCE = 1e-4
 RANDOM_CONFIGS = 20
 SHAPES = {
     "matmul": [(1024, 1024, 1024), (127, 255, 63), (1, 1000, 512), (128, 256, 1024), (197, 768, 64), (7, 3, 5), (1, 1, 1)],
@@ -33,14 +29,8 @@ SHAPES = {
 CASES = [pytest.param(op, shape, marks=[pytest.mark.slow] if max(shape) >= 1024 else [], id=f"{op}-{'x'.join(map(str, shape))}")
          for op, shapes in SHAPES.items() for shape in shapes]
 
-pytestmark = pytest.mark.skipif(not opencl_runtime_installed(),
-                                reason="TVM's OpenCL runtime (libtvm_runtime_opencl.so) is not installed: "
-                                       "set AUTOTUNE_OPENCL_RUNTIME (see targets/opencl_runtime.py)")
+pytestmark = needs_opencl
 
-
-@pytest.fixture(scope="module", autouse=True)
-def opencl():
-    require_opencl_runtime()  # before anything is compiled: compiled before, OpenCL cannot run in-process
 
 
 def run_config(template, wl, device, config, dev=None):
@@ -56,17 +46,13 @@ def run_config(template, wl, device, config, dev=None):
     return float(error), launches
 
 
-def configs(template, wl, device, n=RANDOM_CONFIGS, seed=0):
-    space = template.space(wl, device)
-    return [template.default_config(wl, device, space)] + space.sample(random.Random(seed), n)
-
 
 @pytest.mark.parametrize("op, shape", CASES)
 def test_default_and_random_configs_match_numpy_within_the_limits(op, shape):
     device = get_device("mali-valhall").driven_from_this_machine()
     template = default_registry().get(op, "opencl")
     wl = template.workload(shape, "float32")
-    worst, checked, tried = 0.0, 0, configs(template, wl, device, seed=sum(shape))
+    worst, checked, tried = 0.0, 0, configs(template, wl, device, RANDOM_CONFIGS, seed=sum(shape))
     for config in tried:
         error, launches = run_config(template, wl, device, config)
         assert error <= TOLERANCE, f"{wl}: {config}: relative error {error:.3g}"
@@ -188,8 +174,4 @@ def test_oclgrind_finds_no_memory_error_or_data_race(tmp_path):
     cases = [("matmul", (7, 3, 5)), ("matmul", (13, 20, 9)), ("dense", (5, 12, 7)), ("batch_matmul", (3, 7, 5, 9))]
     log = tmp_path / "oclgrind.log"
     code = OCLGRIND_RUN.format(tests=os.path.dirname(__file__), cases=cases)
-    result = subprocess.run(["oclgrind", "--data-races", "--log", str(log), sys.executable, "-c", code],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert log.read_text() == ""
-    assert float(result.stdout.split("relative error")[-1]) <= TOLERANCE
+    stdout = run_under_oclgrind(code, log)

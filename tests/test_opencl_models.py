@@ -20,20 +20,14 @@ from autotune.compile import compile_model_with_launches, load_model, primfuncs,
 from autotune.model import import_onnx, lower
 from targets import get_device
 from targets.kernel_launch import check_launches
-from targets.opencl_runtime import opencl_runtime_installed, require_opencl_runtime
+from opencl_check import needs_opencl, opencl  # noqa: F401 (opencl: a module fixture)
 
 GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
 #: Off by at most this much of the output's largest magnitude (float32 sums in another order).
 TOLERANCE = 1e-4
 
-pytestmark = pytest.mark.skipif(not opencl_runtime_installed(),
-                                reason="TVM's OpenCL runtime (libtvm_runtime_opencl.so) is not installed: "
-                                       "set AUTOTUNE_OPENCL_RUNTIME (see targets/opencl_runtime.py)")
+pytestmark = needs_opencl
 
-
-@pytest.fixture(scope="module", autouse=True)
-def opencl():
-    require_opencl_runtime()  # before this module compiles anything: compiled before, OpenCL cannot run in-process
 
 
 def compile_and_run(model: onnx.ModelProto, preset: str):
