@@ -17,9 +17,8 @@ from tvm.support.popen_pool import PopenWorker
 from autotune.measure.evaluate import evaluate
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
 from autotune.measure.runner import ResultCallback, Runner, TimingOptions
-from targets.tvm_compat import apart_from_workers
 from targets import physical_cores
-from targets.tvm_compat import config_threadpool
+from targets.tvm_compat import apart_from_workers, config_threadpool
 
 
 def _set_threads(n_threads: int) -> None:
