@@ -29,9 +29,9 @@ from zoo import ZOO  # noqa: E402
 
 from autotune.compile import extract_tasks, prepack_weights, primfuncs, schedule_model  # noqa: E402
 from autotune.measure import LocalBuilder, LocalRunner  # noqa: E402
+from autotune.measure.steady import SteadyTimer  # noqa: E402
 from autotune.model import load_onnx  # noqa: E402
 from autotune.log.jsonl import load_records  # noqa: E402
-from targets.tvm_compat import apart_from_workers  # noqa: E402
 from targets import get_device  # noqa: E402
 
 PAUSE_SECONDS = 0.1
@@ -43,7 +43,8 @@ def time_function(func: tvm.tirx.PrimFunc, device, inputs: list[np.ndarray] | No
     """Median seconds of one PrimFunc, alone, on random inputs (or `inputs`, then a zero output).
 
     Timed in `rounds` blocks a pause apart, the median block counting: a burst of another
-    process's work (this machine is shared) spoils one block, not the figure.
+    process's work (this machine is shared) spoils one block, not the figure; each block as the
+    runner times a candidate (`SteadyTimer`: off the workers' cores, while they all run).
     """
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=device.tvm_target)
     rng = np.random.default_rng(0)
@@ -53,11 +54,10 @@ def time_function(func: tvm.tirx.PrimFunc, device, inputs: list[np.ndarray] | No
     tensors = [tvm.runtime.tensor(a) for a in arrays]
     lib["main"](*tensors)  # starts the thread pool
     timer = lib.mod.time_evaluator("main", tvm.cpu(), number=5, repeat=7, min_repeat_ms=20)
-    blocks = []
+    blocks, steady = [], SteadyTimer()
     for _ in range(rounds):
         time.sleep(PAUSE_SECONDS)
-        with apart_from_workers():  # as the runner and `autotune bench` time
-            blocks.append(timer(*tensors).median)
+        blocks.append(steady(lambda: timer(*tensors).median))
     return statistics.median(blocks)
 
 

@@ -45,6 +45,11 @@ def config_threadpool(session=None) -> Callable[[int, int], None]:
     return session.get_function("runtime.config_threadpool")
 
 
+def pool_threads() -> int:
+    """Threads of this process's TVM thread pool (TVM_NUM_THREADS or `config_threadpool`'s count)."""
+    return int(_global_func("runtime.NumThreads")())
+
+
 def ping(session) -> None:
     """One round trip to an RPC session's device (device attributes are cached locally); raises if it is gone."""
     session.get_function("runtime.GetDeviceAttr")

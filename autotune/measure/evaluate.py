@@ -8,14 +8,13 @@ whose first call already takes `timing.slow_seconds` keeps that single wall-cloc
 it is far from the best, and repeating it would only spend the budget. A local runner times
 with the calling thread kept off the cores of TVM's other workers (`targets.tvm_compat.apart_from_workers`):
 left free, it shares a worker's core in some processes and parallel kernels take their
-one-thread time there.
+one-thread time there; and only while all of the pool's threads run (`autotune.measure.steady`):
+on a shared VM a core is sometimes taken away for up to a second.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
-from typing import ContextManager
 
 import numpy as np
 
@@ -69,15 +68,15 @@ def forget_fixtures() -> None:
 
 def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threadpool=None,
              packed: tuple[PackedArg, ...] = (), kernels: int = 0,
-             placement: Callable[[], ContextManager] = contextlib.nullcontext) -> tuple[tuple[float, ...], str, str]:
+             steady: Callable[[Callable[[], tuple]], tuple] = lambda timed: timed()) -> tuple[tuple[float, ...], str, str]:
     """(costs, error kind value, message) of `module`'s main function on `dev`.
 
     `config_threadpool` is the device's `runtime.config_threadpool`, called first when the
     config carries thread count and affinity knobs (big.LITTLE devices). `packed` lists the
     weights main reads packed: each is packed once, by the module's "prepack_<i>", untimed.
     On a GPU, a repeat's calls are fixed from the first call's time so that it queues at most
-    the spec's launches (`kernels` per call; `runner.launch_capped_number`). `placement` is entered
-    around the timed calls, after the warm-up (which starts the thread pool).
+    the spec's launches (`kernels` per call; `runner.launch_capped_number`). `steady` makes the timed
+    calls, after the warm-up (which starts the thread pool): the local runner's `SteadyTimer`.
     """
     import tvm
 
@@ -111,8 +110,7 @@ def evaluate(module, dev, inp: MeasureInput, timing: TimingOptions, config_threa
                 "main", dev, number=number, repeat=timing.repeat,
                 min_repeat_ms=min_repeat_ms, cooldown_interval_ms=timing.cooldown_ms,
             )
-            with placement():
-                costs = tuple(timer(*tensors).results)
+            costs = steady(lambda: tuple(timer(*tensors).results))
     except Exception as error:  # noqa: BLE001 - a failing kernel is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
     rtol, atol = inp.template.tolerance

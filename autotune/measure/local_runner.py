@@ -1,8 +1,8 @@
 """Time candidates on this machine, in a separate worker process that is killed on timeout.
 
 The worker stays alive across candidates (an `import tvm` costs most of a second) and
-uses as many threads as there are physical cores; its calling thread is kept off the other
-workers' cores while it times (`targets.tvm_compat.apart_from_workers`).
+uses as many threads as there are physical cores; it times with its calling thread off the other
+workers' cores, while all of them run (`autotune.measure.steady.SteadyTimer`).
 """
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from autotune.measure.evaluate import evaluate
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
 from autotune.measure.runner import ResultCallback, Runner, TimingOptions
 from targets import physical_cores
-from targets.tvm_compat import apart_from_workers, config_threadpool
+from autotune.measure import steady
+from targets.tvm_compat import config_threadpool
 
 
-def _set_threads(n_threads: int) -> None:
-    """Worker initializer: TVM reads this when its thread pool first starts."""
+def _start_worker(n_threads: int) -> None:
+    """Worker initializer: the thread count (TVM reads it when its pool starts), then the pool's probe."""
     os.environ["TVM_NUM_THREADS"] = str(n_threads)
+    steady.prepare()
 
 
 def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
@@ -35,14 +37,15 @@ def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) 
         module = tvm.runtime.load_module(build.path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed, build.kernels, apart_from_workers)
+    timer = steady.SteadyTimer() if inp.device.gpu is None else (lambda timed: timed())
+    return evaluate(module, dev, inp, timing, config_threadpool(), build.packed, build.kernels, timer)
 
 
 class LocalRunner(Runner):
     def __init__(self, timing: TimingOptions | None = None, n_threads: int | None = None):
         self.timing = timing or TimingOptions()
         self.n_threads = n_threads or physical_cores()
-        self._worker = PopenWorker(_set_threads, (self.n_threads,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._worker = PopenWorker(_start_worker, (self.n_threads,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def run(
         self, inputs: Sequence[MeasureInput], builds: Sequence[BuildResult], on_result: ResultCallback | None = None

@@ -1,0 +1,105 @@
+"""Timing on this machine only while every thread of TVM's pool runs: a shared VM's cores come and go.
+
+On a shared virtual machine one of the cores is now and then taken away for up to a second
+(seen here on 2-core Zen 4 and Zen 5 hosts, with no steal time in /proc/stat): a two-thread
+kernel then takes its one-thread time, about 1.8x, and whatever is measured then (a candidate
+of the tuner, a model's function, a whole model) is recorded at that speed. A probe tells
+such moments: a parallel kernel of one register tile per thread (about 30 us here), whose
+median call should take what one tile takes on one thread. `SteadyTimer` measures between
+two probes that say so, waiting out a disturbance a bounded number of times, with TVM's
+calling thread kept off its workers' cores (`targets.tvm_compat.apart_from_workers`).
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import tvm
+from tvm import te
+
+from targets.tvm_compat import apart_from_workers, host_cpu_name, pool_threads
+
+T = TypeVar("T")
+
+#: A probe slower than this many times the one-thread tile means a thread did not run along.
+SLOW = 1.4
+#: The probe's tile: 4 x 16 accumulators (4 AVX-512 or 16 NEON registers) over operands in L1,
+#: passed over `PASSES` times: 1 MFLOP, about 30 us on one core here.
+ROWS, COLUMNS, DEPTH, PASSES = 4, 16, 256, 128
+
+
+def _tile_kernel(tasks: int):
+    """A timer of `tasks` independent register tiles, in parallel when more than one: the tile's
+    time when every task has a thread and a core to itself."""
+    a = te.placeholder((tasks, ROWS, DEPTH), name="a")
+    b = te.placeholder((tasks, DEPTH, COLUMNS), name="b")
+    repeat, k = te.reduce_axis((0, PASSES), "repeat"), te.reduce_axis((0, DEPTH), "k")
+    c = te.compute((tasks, ROWS, COLUMNS), lambda t, i, j: te.sum(a[t, i, k] * b[t, k, j], axis=[repeat, k]), name="c")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b, c]))
+    task, row, column, repeat, depth = sch.get_loops(sch.get_sblock("c"))
+    sch.reorder(task, repeat, depth, row, column)
+    sch.unroll(row)
+    sch.vectorize(column)
+    if tasks > 1:
+        sch.parallel(task)
+    lib = tvm.compile(sch.mod, target=tvm.target.Target({"kind": "llvm", "mcpu": host_cpu_name()}))
+    rng = np.random.default_rng(0)
+    arrays = [rng.uniform(-1, 1, (tasks, ROWS, DEPTH)), rng.uniform(-1, 1, (tasks, DEPTH, COLUMNS)),
+              np.zeros((tasks, ROWS, COLUMNS))]
+    tensors = [tvm.runtime.tensor(x.astype("float32")) for x in arrays]
+    timer = lib.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=15)
+    return lambda: timer(*tensors).results
+
+
+class ParallelProbe:
+    """Whether all `threads` of TVM's pool run at once right now, on this machine's CPU."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._parallel = _tile_kernel(threads)
+        self._parallel()  # the pool's threads start
+        serial = _tile_kernel(1)
+        self.one_tile = min(min(serial()) for _ in range(3))
+
+    def disturbed(self) -> bool:
+        return statistics.median(self._parallel()) > SLOW * self.one_tile
+
+
+@functools.cache
+def _probe(threads: int) -> ParallelProbe:
+    return ParallelProbe(threads)
+
+
+def prepare() -> None:
+    """Build and calibrate the probe of this process's pool now (a runner worker's start), not
+    within the timeout of the first candidate."""
+    if pool_threads() > 1:
+        _probe(pool_threads())
+
+
+class SteadyTimer:
+    """Calls a measurement of a CPU function between two undisturbed probes (up to `attempts` times,
+    `pause` seconds apart; the last attempt is kept whatever the probes say)."""
+
+    def __init__(self, attempts: int = 4, pause: float = 0.25):
+        self.attempts, self.pause = attempts, pause
+        self.disturbances = 0
+
+    def __call__(self, measure: Callable[[], T]) -> T:
+        threads = pool_threads()
+        with apart_from_workers():
+            if threads < 2:
+                return measure()
+            probe = _probe(threads)
+            for _ in range(self.attempts - 1):
+                if not probe.disturbed():
+                    result = measure()
+                    if not probe.disturbed():
+                        return result
+                self.disturbances += 1
+                time.sleep(self.pause)
+            return measure()

@@ -1,0 +1,54 @@
+"""`autotune.measure.steady`: the probe tells a pool whose threads cannot all run at once, and the
+steady timer then waits and retries instead of recording a one-thread time."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import json
+    import os
+    import sys
+    from autotune.measure.steady import SteadyTimer, _probe
+    from targets.tvm_compat import pool_threads
+
+    probe = _probe(pool_threads())  # starts the pool
+    if sys.argv[1] == "one core":  # the pool's threads all on one core, as when the other one is away
+        for thread in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(thread), {min(os.sched_getaffinity(0))})
+    calls = []
+    timer = SteadyTimer(attempts=3, pause=0.01)
+    results = [timer(lambda: calls.append(1) or len(calls)) for _ in range(5)]
+    print(json.dumps({"threads": pool_threads(), "calls": len(calls), "results": results,
+                      "disturbances": timer.disturbances, "one_tile": probe.one_tile,
+                      "disturbed": [probe.disturbed() for _ in range(10)]}))
+""")
+
+
+def probe_run(where: str) -> dict:
+    env = dict(os.environ, TVM_NUM_THREADS="2", PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("TVM_BIND_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, where], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
+                                reason="needs two cores and Linux affinity")
+
+
+def test_a_pool_short_of_a_core_is_disturbed_and_each_measurement_waits_it_out_then_counts():
+    seen = probe_run("one core")
+    assert seen["threads"] == 2 and 5e-6 < seen["one_tile"] < 5e-3
+    assert all(seen["disturbed"])
+    # every measurement: two disturbed attempts, then the last one measured anyway
+    assert seen["disturbances"] == 5 * 2 and seen["calls"] == 5 and seen["results"] == [1, 2, 3, 4, 5]
+
+
+def test_a_pool_with_its_cores_is_calm_and_measures_once():
+    seen = probe_run("two cores")
+    assert seen["calls"] == 5 and seen["results"] == [1, 2, 3, 4, 5]
+    # a shared machine's core may be away now and then: most probes still find the pool whole
+    assert sum(seen["disturbed"]) <= 3 and seen["disturbances"] <= 4
