@@ -1,9 +1,9 @@
 """Timing on this machine only while every thread of TVM's pool runs: a shared VM's cores come and go.
 
 On a shared virtual machine one of the cores is now and then taken away for up to a second
-(seen here on 2-core Zen 4 and Zen 5 hosts, with no steal time in /proc/stat): a two-thread
+(seen here on a 2-core Zen 5, with no steal time in /proc/stat): a two-thread
 kernel then takes its one-thread time, about 1.8x, and whatever is measured then (a candidate
-of the tuner, a model's function, a whole model) is recorded at that speed. A probe tells
+of the tuner, a model's function) is recorded at that speed. A probe tells
 such moments: a parallel kernel of one register tile per thread (about 30 us here), whose
 median call should take what one tile takes on one thread. `SteadyTimer` measures between
 two probes that say so, waiting out a disturbance a bounded number of times, with TVM's
