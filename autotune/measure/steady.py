@@ -5,7 +5,8 @@ On a shared virtual machine one of the cores is now and then taken away for up t
 kernel then takes its one-thread time, about 1.8x, and whatever is measured then (a candidate
 of the tuner, a model's function) is recorded at that speed. A probe tells
 such moments: a parallel kernel of one register tile per thread (about 30 us here), whose
-median call should take what one tile takes on one thread. `SteadyTimer` measures between
+median call should take what one tile takes on one thread, and the same kernel with almost no
+work, whose call should take the quickest fork and join seen. `SteadyTimer` measures between
 two probes that say so, waiting out a disturbance a bounded number of times, with TVM's
 calling thread kept off its workers' cores (`targets.tvm_compat.apart_from_workers`).
 """
@@ -27,21 +28,23 @@ T = TypeVar("T")
 
 #: A probe slower than this many times the one-thread tile means a thread did not run along.
 SLOW = 1.4
+#: A call of near-empty tiles slower than this many times the quickest seen: the pool starts and joins slowly.
+SLOW_JOIN = 2.0
 #: The probe's tile: 4 x 16 accumulators (4 AVX-512 or 16 NEON registers) over operands in L1,
 #: passed over `PASSES` times: 1 MFLOP, about 30 us on one core here.
 ROWS, COLUMNS, DEPTH, PASSES = 4, 16, 256, 128
 
 
-def _tile_kernel(tasks: int):
+def _tile_kernel(tasks: int, passes: int = PASSES, number: int = 1, repeat: int = 15):
     """A timer of `tasks` independent register tiles, in parallel when more than one: the tile's
-    time when every task has a thread and a core to itself."""
+    time when every task has a thread and a core to itself (with one pass: the pool's fork and join)."""
     a = te.placeholder((tasks, ROWS, DEPTH), name="a")
     b = te.placeholder((tasks, DEPTH, COLUMNS), name="b")
-    repeat, k = te.reduce_axis((0, PASSES), "repeat"), te.reduce_axis((0, DEPTH), "k")
-    c = te.compute((tasks, ROWS, COLUMNS), lambda t, i, j: te.sum(a[t, i, k] * b[t, k, j], axis=[repeat, k]), name="c")
+    over, k = te.reduce_axis((0, passes), "over"), te.reduce_axis((0, DEPTH), "k")
+    c = te.compute((tasks, ROWS, COLUMNS), lambda t, i, j: te.sum(a[t, i, k] * b[t, k, j], axis=[over, k]), name="c")
     sch = tvm.s_tir.Schedule(te.create_prim_func([a, b, c]))
-    task, row, column, repeat, depth = sch.get_loops(sch.get_sblock("c"))
-    sch.reorder(task, repeat, depth, row, column)
+    task, row, column, over, depth = sch.get_loops(sch.get_sblock("c"))
+    sch.reorder(task, over, depth, row, column)
     sch.unroll(row)
     sch.vectorize(column)
     if tasks > 1:
@@ -51,12 +54,14 @@ def _tile_kernel(tasks: int):
     arrays = [rng.uniform(-1, 1, (tasks, ROWS, DEPTH)), rng.uniform(-1, 1, (tasks, DEPTH, COLUMNS)),
               np.zeros((tasks, ROWS, COLUMNS))]
     tensors = [tvm.runtime.tensor(x.astype("float32")) for x in arrays]
-    timer = lib.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=15)
+    timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat)
     return lambda: timer(*tensors).results
 
 
 class ParallelProbe:
-    """Whether all `threads` of TVM's pool run at once right now, on this machine's CPU."""
+    """Whether all `threads` of TVM's pool run at once right now, on this machine's CPU, and start
+    and join as quickly as they can (in spells of a second here a 2-task call's fork and join took
+    1.7 us instead of 0.65, and a 4 us kernel 6)."""
 
     def __init__(self, threads: int):
         self.threads = threads
@@ -64,9 +69,13 @@ class ParallelProbe:
         self._parallel()  # the pool's threads start
         serial = _tile_kernel(1)
         self.one_tile = min(min(serial()) for _ in range(3))
+        self._fork_join = _tile_kernel(threads, passes=1, number=100, repeat=3)
+        self.quickest_call = min(self._fork_join())
 
     def disturbed(self) -> bool:
-        return statistics.median(self._parallel()) > SLOW * self.one_tile
+        call = statistics.median(self._fork_join())
+        self.quickest_call = min(self.quickest_call, call)
+        return call > SLOW_JOIN * self.quickest_call or statistics.median(self._parallel()) > SLOW * self.one_tile
 
 
 @functools.cache
@@ -85,7 +94,7 @@ class SteadyTimer:
     """Calls a measurement of a CPU function between two undisturbed probes (up to `attempts` times,
     `pause` seconds apart; the last attempt is kept whatever the probes say)."""
 
-    def __init__(self, attempts: int = 4, pause: float = 0.25):
+    def __init__(self, attempts: int = 8, pause: float = 0.3):
         self.attempts, self.pause = attempts, pause
         self.disturbances = 0
 
