@@ -77,6 +77,12 @@ def add_tuning_flags(parser: argparse.ArgumentParser, default_trials: int) -> No
     parser.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
 
 
+def add_this_host_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--this-host", action="store_true",
+                        help="a GPU preset's kernels with this machine as their host instead of the board's CPU "
+                             "(to run them here on an OpenCL such as PoCL, or on an x86 RPC server standing in)")
+
+
 def check_tuning_flags(args: argparse.Namespace) -> None:
     """The flags in the user's terms (TuneOptions checks its fields again for API callers)."""
     for flag in ("trials", "batch_size", "repeat", "early_stopping"):
