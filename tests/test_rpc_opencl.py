@@ -1,7 +1,8 @@
 """Tuning the OpenCL GEMM template over real TVM RPC on `remote.cl(0)`: a tracker and RPC servers on loopback
 that load TVM's OpenCL runtime and run the kernels on PoCL (a CPU OpenCL), with the GPU preset's host code
 for this machine (`--this-host`). Launches past the preset's limits are refused by the builder, before the
-device; a repeat queues at most the spec's launches."""
+device; a repeat queues at most the spec's launches. A server killed mid-run and restarted loses nothing, for the GEMM
+and the conv template alike."""
 import dataclasses
 import json
 import subprocess
@@ -31,9 +32,13 @@ def lines(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def opencl_task(op: str, shape: tuple[int, ...]) -> Task:
+    return Task.create(op, shape, device=get_device("mali-valhall").driven_from_this_machine())
+
+
 @pytest.fixture
 def task():
-    return Task.create("matmul", (64, 128, 96), device=get_device("mali-valhall").driven_from_this_machine())
+    return opencl_task("matmul", (64, 128, 96))
 
 
 def test_tune_op_over_rpc_measures_on_remote_opencl(tmp_path):
@@ -75,7 +80,9 @@ def test_launches_per_repeat_are_capped():
     assert launch_capped_number(dataclasses.replace(timing, max_launches=16), 1e-5, kernels=2, cap=256) == 8
 
 
-def test_server_killed_mid_run_and_restarted_loses_nothing(task, tmp_path):
+@pytest.mark.parametrize("op, shape", [("matmul", (64, 128, 96)), ("conv2d", (1, 16, 16, 16, 16, 3, 3, 1, 1))])
+def test_server_killed_mid_run_and_restarted_loses_nothing(op, shape, tmp_path):
+    task = opencl_task(op, shape)
     log = tmp_path / "rpc.jsonl"
     library = str(find_opencl_runtime())
     with Cluster() as cluster, LocalBuilder() as builder:
@@ -97,3 +104,5 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(task, tmp_path):
     assert result.measured == 16 and len(records) == 16
     assert len({r["config"]["index"] for r in records}) == 16
     assert [(r["result"]["error"], r["result"]["message"]) for r in records if r["result"]["error"] != "none"] == []
+    assert {r["template"]["name"] for r in records} == {task.template.name}
+    assert all(len(r["result"]["costs"]) == TIMING.repeat for r in records)
