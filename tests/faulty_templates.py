@@ -1,6 +1,7 @@
 """Real templates that fail in one specific, real way, for testing how failures are classified."""
 import os
 
+from schedules.conv2d.opencl import Conv2dOpenCL
 from schedules.dense import MatmulCPU
 
 
@@ -40,3 +41,12 @@ class UnscheduledMatmul(MatmulCPU):
 
     def apply(self, sch, wl, cfg, device):
         pass
+
+
+class WrongConv2dOpenCL(Conv2dOpenCL):
+    """The OpenCL direct conv, checked against conv + 1: every output is a wrong answer."""
+
+    name = "wrong-conv2d.opencl"
+
+    def reference(self, wl, inputs):
+        return super().reference(wl, inputs) + 1

@@ -54,21 +54,22 @@ class Cluster:
         except Exception:  # noqa: BLE001 - not up yet
             return None
 
-    def free(self) -> int:
+    def free(self, key: str | None = None) -> int:
         summary = self.summary() or {}
-        return int(summary.get("queue_info", {}).get(self.key, {}).get("free", 0))
+        return int(summary.get("queue_info", {}).get(key or self.key, {}).get("free", 0))
 
-    def add_server(self, env: dict | None = None, load_library: str | None = None) -> subprocess.Popen:
-        """A server under the key; `load_library`: a library it loads first (TVM's OpenCL runtime)."""
-        before = self.free()
+    def add_server(self, load_library: str | None = None, key: str | None = None) -> subprocess.Popen:
+        """A server under the key (or `key`); `load_library`: a library it loads first (TVM's OpenCL runtime)."""
+        key = key or self.key
+        before = self.free(key)
         port = free_port()
         server = start([
             sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
-            "--port-end", str(port + 1), "--tracker", f"127.0.0.1:{self.port}", "--key", self.key,
+            "--port-end", str(port + 1), "--tracker", f"127.0.0.1:{self.port}", "--key", key,
             *(["--load-library", load_library] if load_library else []),
         ])
         self.servers.append(server)
-        self.wait_for(lambda: self.free() > before)
+        self.wait_for(lambda: self.free(key) > before)
         return server
 
     def wait_for(self, condition, timeout: float = 60.0) -> None:

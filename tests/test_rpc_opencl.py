@@ -1,11 +1,10 @@
-"""Tuning the OpenCL GEMM template over real TVM RPC on `remote.cl(0)`: a tracker and RPC servers on loopback
-that load TVM's OpenCL runtime and run the kernels on PoCL (a CPU OpenCL), with the GPU preset's host code
-for this machine (`--this-host`). Launches past the preset's limits are refused by the builder, before the
-device; a repeat queues at most the spec's launches."""
+"""Tuning the OpenCL templates over real TVM RPC on `remote.cl(0)`: a tracker and RPC servers on loopback that
+load TVM's OpenCL runtime and run the kernels on PoCL (a CPU OpenCL), with the GPU preset's host code for this
+machine. A server killed mid-run and restarted loses nothing, for the GEMM and the conv template alike. Launches
+past the preset's limits are refused by the builder, before the device; a repeat queues at most the spec's
+launches. (The commands themselves, over the same kind of cluster: `test_rpc_opencl_cli.py`.)"""
 import dataclasses
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,7 +18,7 @@ from autotune.measure.runner import launch_capped_number
 from autotune.options import TuneOptions
 from autotune.task import Task
 from targets import get_device
-from targets.opencl_runtime import find_opencl_runtime, opencl_unavailable_reason
+from targets.opencl_runtime import find_opencl_runtime
 
 pytestmark = pytest.mark.skipif(find_opencl_runtime() is None,
                                 reason="TVM's OpenCL runtime (libtvm_runtime_opencl.so) is not installed: "
@@ -31,28 +30,13 @@ def lines(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def opencl_task(op: str, shape: tuple[int, ...]) -> Task:
+    return Task.create(op, shape, device=get_device("mali-valhall").driven_from_this_machine())
+
+
 @pytest.fixture
 def task():
-    return Task.create("matmul", (64, 128, 96), device=get_device("mali-valhall").driven_from_this_machine())
-
-
-def test_tune_op_over_rpc_measures_on_remote_opencl(tmp_path):
-    assert opencl_unavailable_reason() is None  # an OpenCL driver (PoCL) is here
-    log = tmp_path / "mali.jsonl"
-    with Cluster("mali-test") as cluster:
-        cluster.add_server(load_library=str(find_opencl_runtime()))
-        result = subprocess.run(
-            [sys.executable, "-m", "autotune.cli", "tune-op", "matmul", "--shape", "128,256,256", "--device", "mali-valhall",
-             "--this-host", "--rpc", "--tracker", f"127.0.0.1:{cluster.port}", "--rpc-key", "mali-test",
-             "--trials", "6", "--batch-size", "3", "--tuner", "random", "--min-repeat-ms", "5", "--log", str(log)],
-            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "measured 6 new configs (0 errors)" in result.stdout and "on mali-test" in result.stdout
-    records = lines(log)
-    assert len(records) == 6 and len({r["config"]["index"] for r in records}) == 6
-    assert all(r["result"]["error"] == "none" and r["result"]["costs"] for r in records)
-    assert {r["template"]["name"] for r in records} == {"matmul.opencl"} and {r["device"] for r in records} == {"mali-valhall"}
-    assert all(r["target"]["kind"] == "opencl" for r in records)
+    return opencl_task("matmul", (64, 128, 96))
 
 
 def test_config_past_the_limits_is_an_error_before_the_device(task):
@@ -75,7 +59,9 @@ def test_launches_per_repeat_are_capped():
     assert launch_capped_number(dataclasses.replace(timing, max_launches=16), 1e-5, kernels=2, cap=256) == 8
 
 
-def test_server_killed_mid_run_and_restarted_loses_nothing(task, tmp_path):
+@pytest.mark.parametrize("op, shape", [("matmul", (64, 128, 96)), ("conv2d", (1, 16, 16, 16, 16, 3, 3, 1, 1))])
+def test_server_killed_mid_run_and_restarted_loses_nothing(op, shape, tmp_path):
+    task = opencl_task(op, shape)
     log = tmp_path / "rpc.jsonl"
     library = str(find_opencl_runtime())
     with Cluster() as cluster, LocalBuilder() as builder:
@@ -97,3 +83,5 @@ def test_server_killed_mid_run_and_restarted_loses_nothing(task, tmp_path):
     assert result.measured == 16 and len(records) == 16
     assert len({r["config"]["index"] for r in records}) == 16
     assert [(r["result"]["error"], r["result"]["message"]) for r in records if r["result"]["error"] != "none"] == []
+    assert {r["template"]["name"] for r in records} == {task.template.name}
+    assert all(len(r["result"]["costs"]) == TIMING.repeat for r in records)

@@ -10,7 +10,7 @@ from typing import TypeVar
 from autotune.cli.display import ProgressLine
 from autotune.engine import DeviceLostError
 from autotune.measure import Runner, TimingOptions, create_runner
-from autotune.measure.rpc_runner import Tracker
+from autotune.measure.rpc_runner import DeviceMismatchError, RPCRunner, Tracker
 from autotune.options import TuneOptions
 from autotune.tuners import TUNERS
 from targets import Device
@@ -77,6 +77,12 @@ def add_tuning_flags(parser: argparse.ArgumentParser, default_trials: int) -> No
     parser.add_argument("--run-timeout", type=float, default=timing.timeout, help="seconds before a candidate's run is killed")
 
 
+def add_this_host_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--this-host", action="store_true",
+                        help="a GPU preset's kernels with this machine as their host instead of the board's CPU "
+                             "(to run them here on an OpenCL such as PoCL, or on an x86 RPC server standing in)")
+
+
 def check_tuning_flags(args: argparse.Namespace) -> None:
     """The flags in the user's terms (TuneOptions checks its fields again for API callers)."""
     for flag in ("trials", "batch_size", "repeat", "early_stopping"):
@@ -129,7 +135,19 @@ def measuring_runner(args: argparse.Namespace, tracker: Tracker | None, device: 
                            timeout=args.run_timeout)
     options = {"tracker": tracker} if tracker else {}
     with create_runner("rpc" if tracker else "local", timing=timing, **options) as runner:
+        if isinstance(runner, RPCRunner):
+            check_device(runner, device)
         yield runner
+
+
+def check_device(runner: RPCRunner, device: Device) -> None:
+    """A usage error, before the first trial, when the devices under the key cannot run the preset's candidates."""
+    try:
+        runner.check(device)
+    except DeviceMismatchError as error:
+        standing_in = error.wrong_architecture and device.family != "cpu" and device.cross_compiler
+        hint = "; a server on this machine standing in for the board (e.g. on PoCL) needs --this-host" if standing_in else ""
+        raise UsageError(f"{error}{hint}") from None
 
 
 def run_tuning(args: argparse.Namespace, tracker: Tracker | None, device: Device, log: str, progress: ProgressLine,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autotune.cli.common import (
-    Exit, UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning, tune_options,
+    Exit, UsageError, add_this_host_flag, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker,
+    run_tuning, tune_options,
 )
 from autotune.cli.display import ModelProgressLine, note
 from targets import Device
@@ -243,6 +244,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_tuning_flags(tune, default_trials=2000)
     tune.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <model>-<device>.jsonl)")
     tune.add_argument("--minutes", type=float, help="stop after this much wall time, whatever trials are left")
+    add_this_host_flag(tune)
 
     model_command("tasks", "list the tuning tasks of an ONNX model", cmd_tasks)
 
@@ -251,9 +253,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           help="tuning log (repeatable); untuned tasks get their template's default")
     compile_.add_argument("-o", "--output", required=True, help="shared library to write (a manifest goes beside it)")
     compile_.add_argument("--strict", action="store_true", help="fail, naming them, if any task would use a fallback")
-    compile_.add_argument("--this-host", action="store_true",
-                          help="a GPU preset's kernels with this machine as their host instead of the board's CPU "
-                               "(to run them here on an OpenCL such as PoCL, or on an x86 RPC server standing in)")
+    add_this_host_flag(compile_)
 
     bench = model_command("bench", "time an ONNX model tuned, untuned and in ONNX Runtime", cmd_bench)
     bench.add_argument("--log", action="append", dest="logs", help="tuning log (repeatable)")

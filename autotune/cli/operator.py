@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from autotune.cli.common import (
-    UsageError, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning, tune_options,
+    UsageError, add_this_host_flag, add_tuning_flags, check_readable, check_writable, parse_shape, rpc_tracker, run_tuning,
+    tune_options,
 )
 from autotune.cli.display import ProgressLine, note
 from autotune.engine import tune_task
@@ -91,9 +92,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                          "depthwise_conv2d: N,C,H,W,R,S,stride,pad[,dilation]")
     tune_op.add_argument("--dtype", default="float32")
     tune_op.add_argument("--device", default="host", help="device preset (default host; see `autotune devices`)")
-    tune_op.add_argument("--this-host", action="store_true",
-                         help="a GPU preset driven from this machine's CPU (an RPC server here, e.g. on PoCL, "
-                              "standing in for the board)")
+    add_this_host_flag(tune_op)
     add_tuning_flags(tune_op, default_trials=200)
     tune_op.add_argument("--transfer-log", help="log of other workloads of the same template to warm-start the model")
     tune_op.add_argument("--log", help="JSON-lines tuning log; resumed if it exists (default: <op>-<shape>-<device>.jsonl)")

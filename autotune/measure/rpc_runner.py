@@ -14,18 +14,22 @@ server after server. A worker that gets no session within `device_wait` seconds
 reports DEVICE_LOST, and the tuning loop stops with the log intact. A hung kernel is a
 TIMEOUT for the tuner (its worker is killed); sessions are requested with a
 `session_timeout`, after which the device's server ends them, hung kernel included.
+`check` asks, before tuning, whether the devices under the key can run a preset's candidates at all.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tvm.support.popen_pool import PopenWorker
 
@@ -33,6 +37,9 @@ from autotune.measure.evaluate import evaluate, forget_fixtures
 from autotune.measure.result import BuildResult, ErrorKind, MeasureInput, MeasureResult, last_line
 from autotune.measure.runner import ResultCallback, Runner, TimingOptions
 from targets.tvm_compat import config_threadpool, ping
+
+if TYPE_CHECKING:
+    from targets import Device
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,22 @@ class Tracker:
         info = self.summary().get("queue_info", {}).get(self.key, {})
         return int(info.get("free", 0))
 
+    def registered_keys(self) -> list[str]:
+        """The key of every server registered with the tracker, busy or free."""
+        return [server.get("key", "").removeprefix("server:") for server in self.summary().get("server_info", [])]
+
     def registered_devices(self) -> int:
         """Servers registered under the key, busy or free."""
-        servers = self.summary().get("server_info", [])
-        return sum(1 for server in servers if server.get("key", "").removeprefix("server:") == self.key)
+        return self.registered_keys().count(self.key)
+
+
+class DeviceMismatchError(Exception):
+    """The devices under the key cannot run the preset's candidates: a set-up mistake, found before tuning.
+    `wrong_architecture`: the server could not load a library built for the device's CPU."""
+
+    def __init__(self, message: str, wrong_architecture: bool = False):
+        super().__init__(message)
+        self.wrong_architecture = wrong_architecture
 
 
 #: This worker process's session (workers are separate processes, one session each).
@@ -116,6 +135,38 @@ def _alive(session) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means the session is gone
         return False
+
+
+def cpu_of(device: Device) -> str:
+    """The CPU the device's libraries are built for, as the user knows it."""
+    return (device.host or device.target).get("mtriple") or f"this machine ({platform.machine()})"
+
+
+def probe_library(device: Device, folder: str) -> str:
+    """A library of one tiny host function, built and linked as the device's candidates are: a server of
+    another architecture cannot load it."""
+    import tvm
+    from tvm import te
+
+    a = te.placeholder((1,), "float32", name="a")
+    func = te.create_prim_func([a, te.compute((1,), lambda i: a[i], name="b")]).with_attr("global_symbol", "main")
+    path = os.path.join(folder, "autotune_probe.so")
+    device.export_library(tvm.compile(func, target=tvm.target.Target(device.host or device.target)), path)
+    return path
+
+
+def probe_session(device: Device, library: str) -> tuple[str, str] | None:
+    """(what the session's device lacks for `device`'s candidates, the detail), or None (runs in a worker process)."""
+    name = os.path.basename(library)
+    try:
+        _session.upload(library)
+        _session.load_module(name)
+        _session.remove(name)
+    except Exception as exc:  # noqa: BLE001 - glibc reports another architecture's library as "No such file"
+        return ("architecture", last_line(exc)) if _alive(_session) else None  # a lost session: the run retries
+    if device.runtime_kind != "cpu" and not _session.device(device.runtime_kind, 0).exist:
+        return "runtime", ""
+    return None
 
 
 def rpc_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) -> tuple[tuple[float, ...], str, str]:
@@ -183,17 +234,49 @@ class RPCRunner(Runner):
                 os.unlink(build.path)
         return MeasureResult(costs, kind, message, build.seconds, time.perf_counter() - start)
 
+    def check(self, device: Device) -> None:
+        """DeviceMismatchError, in one line, when the devices under the key cannot run `device`'s candidates:
+        no server under the key (the run would wait `device_wait`), a server of another architecture or one
+        without the device's runtime (every candidate would fail, with a message that does not say why)."""
+        where = f"under key {self.tracker.key!r} at {self.tracker.host}:{self.tracker.port}"
+        keys = self.tracker.registered_keys()
+        if self.tracker.key not in keys:
+            raise DeviceMismatchError(f"no RPC server is registered {where} (keys there: {', '.join(sorted(set(keys))) or 'none'})")
+        worker = self._idle[0]
+        with tempfile.TemporaryDirectory(prefix="autotune-probe-") as folder:
+            library = probe_library(device, folder)
+            if not self._connect(worker):
+                raise DeviceMismatchError(f"no device {where} answered for {self.device_wait:g}s")
+            try:
+                problem = self._call(worker, probe_session, (device, library), self.run_timeout)
+            except TimeoutError:
+                raise DeviceMismatchError(f"the device {where} did not load a test library in {self.run_timeout:g}s") from None
+        if problem is None:
+            return
+        kind, detail = problem
+        if kind == "architecture":
+            raise DeviceMismatchError(f"the RPC server {where} cannot load a library built for {cpu_of(device)} ({detail})",
+                                      wrong_architecture=True)
+        raise DeviceMismatchError(f"the RPC server {where} has no {device.runtime_kind} device: start it with TVM's OpenCL "
+                                  "runtime (rpc_server --load-library .../libtvm_runtime_opencl.so) and an OpenCL driver")
+
+    def _connect(self, worker: PopenWorker) -> bool:
+        """The worker in a session (kept across candidates); False when no device answered within `device_wait`."""
+        if id(worker) in self._connected:
+            return True
+        try:
+            if not self._call(worker, open_session, (self.tracker, self.device_wait, self.session_timeout),
+                              self.device_wait + 30):
+                return False
+        except TimeoutError:
+            return False
+        self._connected.add(id(worker))
+        return True
+
     def _measure(self, worker: PopenWorker, inp: MeasureInput, build: BuildResult) -> tuple[tuple[float, ...], ErrorKind, str]:
         for _ in range(2):  # a dropped session gets one more chance
-            lost = (), ErrorKind.DEVICE_LOST, f"no device under key {self.tracker.key!r} for {self.device_wait:g}s"
-            try:
-                if id(worker) not in self._connected:
-                    args = (self.tracker, self.device_wait, self.session_timeout)
-                    if not self._call(worker, open_session, args, self.device_wait + 30):
-                        return lost
-                    self._connected.add(id(worker))
-            except TimeoutError:
-                return lost
+            if not self._connect(worker):
+                return (), ErrorKind.DEVICE_LOST, f"no device under key {self.tracker.key!r} for {self.device_wait:g}s"
             try:
                 outcome = self._call(worker, rpc_candidate, (inp, build, self.timing), self.run_timeout)
             except TimeoutError:
