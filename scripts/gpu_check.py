@@ -26,7 +26,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
 TOLERANCE = 1e-4
 
 
@@ -82,6 +81,8 @@ def main() -> int:
     from targets.opencl_runtime import require_opencl_runtime
 
     require_opencl_runtime()  # before anything is compiled
+    from gpu_models import GPU_PRESETS
+
     from autotune.model import first_line
 
     failed = False
