@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -295,11 +296,12 @@ def compile_model_with_launches(module: tvm.IRModule, device: Device) -> tuple[r
 
 
 def functions_without_kernels(module: tvm.IRModule, launches: Sequence[KernelLaunch]) -> list[str]:
-    """The PrimFuncs of `module` none of `launches` comes from (TVM names a function's kernels
-    "<function>_kernel", "<function>_kernel_1", ...)."""
-    kernels = {launch.kernel for launch in launches}
+    """The PrimFuncs of `module` none of `launches` comes from. TVM names a function's kernels
+    "<function>_kernel", "<function>_kernel_1", ...; where `tvm.compile`'s own FuseOps/FuseTIR fuse a
+    call again (ShuffleNet's channel pad with the split it reads), "fused_<function>_<other>..._kernel"."""
+    bases = {re.sub(r"_kernel(_\d+)?$", "", launch.kernel) for launch in launches}
     return sorted(name for name in primfuncs(module)
-                  if not any(k == f"{name}_kernel" or k.startswith(f"{name}_kernel_") for k in kernels))
+                  if not any(re.search(rf"(^|_){re.escape(name)}(_|$)", base) for base in bases))
 
 
 def prepack_weights(module: tvm.IRModule) -> tvm.IRModule:

@@ -11,8 +11,15 @@ import tvm
 from onnx import TensorProto, helper
 from tvm import relax
 
+from autotune.compile import compile_model_with_launches, functions_without_kernels, schedule_model
+from autotune.model import import_onnx, lower
+from targets import get_device
+from targets.kernel_launch import check_launches
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 import make_models  # noqa: E402
+
+GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
 
 SMALL = {
     "resnet18": lambda: make_models.resnet18(image=32, classes=10, width=8),
@@ -87,3 +94,20 @@ def opencl_source(executable) -> str:
             sources.append(module.inspect_source())
         pending.extend(module.imports)
     return "\n".join(sources)
+
+
+def compile_and_run(model: onnx.ModelProto, preset: str):
+    """The model flow of `autotune compile` for the preset, with this machine as the GPU's host; the launches
+    and the outputs of the model on PoCL and in ONNX Runtime."""
+    device = get_device(preset).driven_from_this_machine()
+    module = lower(import_onnx(model), layout=device.conv_layout)
+    scheduled, coverage = schedule_model(module, device)
+    executable, launches = compile_model_with_launches(scheduled, device)
+    inputs = feeds(model)
+    return device, scheduled, coverage, launches, run_vm(executable, device, model, inputs), onnxruntime_output(model, inputs)
+
+
+def assert_every_function_is_a_kernel_within_limits(scheduled, launches, gpu):
+    assert functions_without_kernels(scheduled, launches) == []
+    assert [v for v in check_launches(launches, gpu) if v.hard] == []
+    assert all(launch.threads <= gpu.max_threads_per_work_group and not launch.dynamic for launch in launches)

@@ -78,3 +78,12 @@ def test_a_function_left_as_host_code_is_caught_after_compiling():
     assert functions_without_kernels(module, launches) == ["host_loop"]  # TVM compiled it without a word
     with pytest.raises(UnboundFunctionError, match="compiled to host code on adreno-7xx, with no OpenCL kernel: host_loop"):
         compile_model_with_launches(module, device)
+
+
+def test_a_function_fused_again_by_tvm_compile_counts_as_a_kernel():
+    """tvm.compile's FuseOps/FuseTIR may fuse a call again (a tuple item with the function that reads it):
+    the kernel is then "fused_<function>_kernel", and a prefix of the name is no match."""
+    module = tvm.IRModule({"fused_pad11": elementwise(8, 8, "fused_pad11"), "fused_pad1": elementwise(8, 8, "p")})
+    launches = [KernelLaunch("fused_fused_pad11_kernel", (1,), (64,)), KernelLaunch("fused_pad1_kernel_1", (1,), (8,))]
+    assert functions_without_kernels(module, launches) == []
+    assert functions_without_kernels(module, launches[:1]) == ["fused_pad1"]

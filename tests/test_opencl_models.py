@@ -14,39 +14,18 @@ import onnx
 import pytest
 
 from gpu_models import (
-    SMALL, conv_matmul, errors, feeds, odd_elementwise, onnxruntime_output, opencl_source, run_vm,
+    GPU_PRESETS, SMALL, assert_every_function_is_a_kernel_within_limits, compile_and_run, conv_matmul, errors, feeds,
+    odd_elementwise, onnxruntime_output, opencl_source,
 )
 from autotune.compile import compile_model_with_launches, load_model, primfuncs, schedule_model
 from autotune.model import import_onnx, lower
 from targets import get_device
-from targets.kernel_launch import check_launches
 from opencl_check import needs_opencl, opencl  # noqa: F401 (opencl: a module fixture)
 
-GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
 #: Off by at most this much of the output's largest magnitude (float32 sums in another order).
 TOLERANCE = 1e-4
 
 pytestmark = needs_opencl
-
-
-
-def compile_and_run(model: onnx.ModelProto, preset: str):
-    """The model flow of `autotune compile` for the preset, with this machine as the GPU's host; the launches
-    and the outputs of the model on PoCL and in ONNX Runtime."""
-    device = get_device(preset).driven_from_this_machine()
-    module = lower(import_onnx(model), layout=device.conv_layout)
-    scheduled, coverage = schedule_model(module, device)
-    executable, launches = compile_model_with_launches(scheduled, device)
-    inputs = feeds(model)
-    return device, scheduled, coverage, launches, run_vm(executable, device, model, inputs), onnxruntime_output(model, inputs)
-
-
-def assert_every_function_is_a_kernel_within_limits(scheduled, launches, gpu):
-    names = set(primfuncs(scheduled))
-    kernels = {launch.kernel for launch in launches}
-    assert {name for name in names if f"{name}_kernel" in kernels} == names
-    assert [v for v in check_launches(launches, gpu) if v.hard] == []
-    assert all(launch.threads <= gpu.max_threads_per_work_group and not launch.dynamic for launch in launches)
 
 
 @pytest.mark.parametrize("preset", GPU_PRESETS)
