@@ -163,15 +163,31 @@ def write_back_at(sch: s_tir.Schedule, write_back: s_tir.SBlockRV, tile: s_tir.L
 def epilogue_per_task(sch: s_tir.Schedule, epilogue: s_tir.SBlockRV | None, task: s_tir.LoopRV, device: Device,
                       dtype: str) -> None:
     """Run a heavy epilogue (from `tile_write_back`) inside the parallel `task` loop, after its tiles, as
-    one loop of register-wide pieces.
+    one loop of register-wide pieces, a channel block's pieces outermost, whose inner trip count is a
+    power of two.
 
-    LLVM unrolls that loop by as many pieces as fit its partial-unroll threshold and divide the
-    trip count (7 of a depthwise row's 112: 8 spill stores where the tile's 8 pieces spilled 21);
-    bodies of 2 or 4 pieces unrolled by TVM, which LLVM then unrolls twice, spilled more (12).
+    LLVM partially unrolls a loop by the largest count under its threshold that divides the trip
+    count: 7 over the 7 x 2^k pieces of EfficientNet's rows, and the in-order model interleaves the
+    copies (7 or 8 spill stores per SiLU function); over a power of two it unrolls by 4 or 8. With
+    the block's pieces outermost, the unrolled copies share one bias vector instead of each hoisting
+    its own (3 more spills). Pieces unrolled by TVM do not help: LLVM unrolls the loop around them
+    too (12 spills with 2 or 4).
     """
     if epilogue is None:
         return
     sch.reverse_compute_at(epilogue, task)
     loops = sch.get_loops(epilogue)
     inner = loops[[sch.get(loop).same_as(sch.get(task)) for loop in loops].index(True) + 1:]
-    vectorize_native(sch, sch.fuse(*inner) if len(inner) > 1 else inner[0], device, dtype)
+    lanes = device.vector_lanes(dtype)
+    channels = sch.get(inner[-1]).extent
+    if not (isinstance(channels, tirx.IntImm) and int(channels) > lanes and int(channels) % lanes == 0):
+        vectorize_native(sch, sch.fuse(*inner) if len(inner) > 1 else inner[0], device, dtype)
+        return
+    piece, vector = sch.split(inner[-1], [None, lanes])
+    sch.vectorize(vector)
+    if len(inner) > 1:
+        sch.reorder(piece, *inner[:-1])
+        piece = sch.fuse(piece, *inner[:-1])
+    extent = int(sch.get(piece).extent)
+    if 1 < extent & -extent < extent:
+        sch.split(piece, [None, extent & -extent])

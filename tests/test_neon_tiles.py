@@ -79,18 +79,25 @@ def test_default_configs_do_not_spill_vector_registers(device_name, tmp_path):
 
 
 
+#: EfficientNet's 5x5 depthwise convs with bias and SiLU: (channels, size). A parallel task is a row,
+#: 112 register-wide pieces of epilogue at 28 pixels (7 x 16), 56 at 14 (7 x 8).
+SILU_ROWS = {"240ch-28x28": (240, 28), "672ch-14x14": (672, 14)}
+
+
 @pytest.mark.skipif(shutil.which(OBJDUMP) is None, reason=f"{OBJDUMP} (binutils-aarch64-linux-gnu) is not installed")
-def test_a_silu_epilogue_runs_per_task_on_an_in_order_core(tmp_path, host):
-    """EfficientNet's 5x5 depthwise conv with bias and SiLU (fast exp) on the Cortex-A55: LLVM unrolls a
-    tile's write-back whole and the in-order model interleaves its 8 pieces (21 spill stores); the
-    epilogue runs per parallel task instead (8 measured), and still computes the same numbers."""
+@pytest.mark.parametrize("channels,size", SILU_ROWS.values(), ids=SILU_ROWS.keys())
+def test_a_silu_epilogue_runs_per_task_on_an_in_order_core(tmp_path, host, channels, size):
+    """On the Cortex-A55 LLVM unrolls a tile's write-back whole and the in-order model interleaves its
+    8 pieces (21 spill stores); the epilogue runs per parallel task instead, over an inner loop of a
+    power of two pieces (LLVM unrolls a row's 7 x 2^k by 7: 7 or 8 spill stores; now 0 measured),
+    and still computes the same numbers."""
     from autotune.static_check import check_library
     from test_depthwise_template import fused_depthwise
     from tvm import s_tir
 
     from schedules.depthwise import DepthwiseConv2dCPU
 
-    func = fused_depthwise(1, 240, 28, 28, 5, 1, 2, clip=False, silu=True)
+    func = fused_depthwise(1, channels, size, size, 5, 1, 2, clip=False, silu=True)
     template = DepthwiseConv2dCPU()
     wl = template.match(s_tir.Schedule(func))
     a55 = get_device("cortex-a55")
@@ -98,12 +105,13 @@ def test_a_silu_epilogue_runs_per_task_on_an_in_order_core(tmp_path, host):
     assert "local_global" in scheduled.script()  # the tile copies its accumulators out
     path = str(tmp_path / "a55.so")
     a55.export_library(tvm.compile(scheduled, target=a55.tvm_target), path)
-    assert check_library(path).total.spill_stores <= 10
+    assert check_library(path).total.spill_stores <= 1
     reference = tvm.compile(func, target=host.tvm_target)
     fast = tvm.compile(scheduled, target=host.tvm_target)
     rng = np.random.default_rng(0)
-    shapes = [(1, 15, 28, 28, 16), (15, 1, 5, 5, 16), (1, 15, 1, 1, 16), (1, 15, 28, 28, 16)]  # x, w, bias, out
-    args = [rng.uniform(-1, 1, shape).astype("float32") for shape in shapes]
+    blocks = channels // 16
+    shapes = [(1, blocks, size, size, 16), (blocks, 1, 5, 5, 16), (1, blocks, 1, 1, 16), (1, blocks, size, size, 16)]
+    args = [rng.uniform(-1, 1, shape).astype("float32") for shape in shapes]  # x, w, bias, out
     dev = tvm.cpu()
     outputs = []
     for executable in (reference, fast):
