@@ -14,7 +14,7 @@ This machine is shared: its speed changes for seconds at a time (a core away, an
 memory traffic), sometimes by 1.8x. So each figure is the median of `--rounds` rounds that go over
 all of a model's tasks in turn, the model's functions first, then the runner's candidates: a slow
 spell spoils one round of a task, not its figure. Each timing is taken as the runner takes it
-(`autotune.measure.steady.SteadyTimer`).
+(`autotune.measure.steady`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from zoo import ZOO  # noqa: E402
 
 from autotune.compile import extract_tasks, prepack_weights, primfuncs, schedule_model  # noqa: E402
 from autotune.measure import LocalBuilder, LocalRunner  # noqa: E402
-from autotune.measure.steady import SteadyTimer  # noqa: E402
+from autotune.measure import steady  # noqa: E402
 from autotune.model import load_onnx  # noqa: E402
 from autotune.log.jsonl import load_records  # noqa: E402
 from targets import get_device  # noqa: E402
@@ -55,12 +55,11 @@ class FunctionTimer:
         self.tensors = [tvm.runtime.tensor(a) for a in arrays]
         self.main = lib["main"]
         self.timer = lib.mod.time_evaluator("main", tvm.cpu(), number=5, repeat=7, min_repeat_ms=20)
-        self.steady = SteadyTimer()
 
     def seconds(self) -> float:
         """The median of one block of repeats, timed as the runner times a candidate."""
         self.main(*self.tensors)  # starts the thread pool
-        return self.steady(lambda: self.timer(*self.tensors).median)
+        return steady.timer()(lambda: self.timer(*self.tensors).median)
 
 
 def compare(model, device, records: list, builder: LocalBuilder, runner: LocalRunner,

@@ -37,7 +37,7 @@ def run_candidate(inp: MeasureInput, build: BuildResult, timing: TimingOptions) 
         module = tvm.runtime.load_module(build.path)
     except Exception as error:  # noqa: BLE001 - a library that does not load is a result
         return (), ErrorKind.RUNTIME_ERROR.value, last_line(error)
-    timer = steady.SteadyTimer() if inp.device.gpu is None else (lambda timed: timed())
+    timer = steady.timer() if inp.device.gpu is None else (lambda timed: timed())
     return evaluate(module, dev, inp, timing, config_threadpool(), build.packed, build.kernels, timer)
 
 
