@@ -299,9 +299,11 @@ def functions_without_kernels(module: tvm.IRModule, launches: Sequence[KernelLau
     """The PrimFuncs of `module` none of `launches` comes from. TVM names a function's kernels
     "<function>_kernel", "<function>_kernel_1", ...; where `tvm.compile`'s own FuseOps/FuseTIR fuse a
     call again (ShuffleNet's channel pad with the split it reads), "fused_<function>_<other>..._kernel"."""
+    names = set(primfuncs(module))
     bases = {re.sub(r"_kernel(_\d+)?$", "", launch.kernel) for launch in launches}
-    return sorted(name for name in primfuncs(module)
-                  if not any(re.search(rf"(^|_){re.escape(name)}(_|$)", base) for base in bases))
+    refused = [base.removeprefix("fused_") for base in bases - names if base.startswith("fused_")]
+    return sorted(name for name in names
+                  if name not in bases and not any(re.search(rf"(^|_){re.escape(name)}(_|$)", r) for r in refused))
 
 
 def prepack_weights(module: tvm.IRModule) -> tvm.IRModule:

@@ -87,3 +87,10 @@ def test_a_function_fused_again_by_tvm_compile_counts_as_a_kernel():
     launches = [KernelLaunch("fused_fused_pad11_kernel", (1,), (64,)), KernelLaunch("fused_pad1_kernel_1", (1,), (8,))]
     assert functions_without_kernels(module, launches) == []
     assert functions_without_kernels(module, launches[:1]) == ["fused_pad1"]
+
+
+def test_a_kernel_of_another_function_of_the_model_does_not_cover_a_part_of_its_name():
+    """Only a function tvm.compile made (not one of the model's) is read as a fusion of several."""
+    module = tvm.IRModule({"add2": elementwise(8, 8, "add2"), "fused_conv2d1_add2": elementwise(8, 8, "c")})
+    launches = [KernelLaunch("fused_conv2d1_add2_kernel", (1,), (64,))]
+    assert functions_without_kernels(module, launches) == ["add2"]

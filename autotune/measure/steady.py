@@ -65,7 +65,6 @@ class ParallelProbe:
     1.7 us instead of 0.65, and a 4 us kernel 6)."""
 
     def __init__(self, threads: int):
-        self.threads = threads
         self._parallel = _tile_kernel(threads)
         self._parallel()  # the pool's threads start
         serial = _tile_kernel(1)
