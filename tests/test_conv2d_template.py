@@ -17,6 +17,7 @@ SHAPES = {
     "deeplab-dilated-2": (1, 64, 28, 28, 64, 3, 3, 1, 2, 2),
     "dilated-4-odd-s2": (1, 32, 19, 17, 48, 3, 3, 2, 4, 4),
     "aspp-dilated-6-no-pad": (1, 16, 20, 20, 32, 3, 3, 1, 0, 6),
+    "squeeze-excite-1x1-on-1x1": (1, 240, 1, 1, 64, 1, 1, 1, 0),
 }
 
 
@@ -27,6 +28,16 @@ def test_default_and_random_configs_match_numpy(shape, host):
     space = template.space(wl, host)
     for config in [template.default_config(wl, host, space)] + space.sample(random.Random(2), 2):
         check_template(template, wl, host, config, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape, parallel", [(SHAPES["squeeze-excite-1x1-on-1x1"], False),
+                                             (SHAPES["one-input-channel-1xN"], False), (SHAPES["resnet18-3x3"], True)])
+def test_only_convs_worth_waking_the_thread_pool_for_run_in_parallel(shape, parallel, host):
+    """A squeeze-excite conv (15k multiply-adds) runs on the calling thread, ResNet's 3x3 conv on the pool."""
+    template = Conv2dCPU()
+    wl = template.workload(shape, "float32")
+    script = template.schedule(wl, template.default_config(wl, host), host).script()
+    assert ("T.parallel" in script) == parallel
 
 
 def test_reference_is_a_real_convolution():

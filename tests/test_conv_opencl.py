@@ -32,8 +32,10 @@ GPU_PRESETS = ["mali-bifrost", "mali-valhall", "adreno-6xx", "adreno-7xx"]
 RANDOM_CONFIGS = int(os.environ.get("OPENCL_RANDOM_CONFIGS", "3"))
 SHAPES = {"conv2d": CONV2D_SHAPES, "depthwise_conv2d": {**MOBILENET_V2, **ODD, **NEW}}
 #: Shapes of more flops than this run the default and `HEAVY_RANDOM_CONFIGS` random configs, marked slow: PoCL
-#: takes minutes over 20 random configs of ResNet-18's 224x224 stem (a random work group can be one thread).
-HEAVY_FLOPS, HEAVY_RANDOM_CONFIGS = 50e6, min(RANDOM_CONFIGS, 4)
+#: takes minutes over 20 random configs of ResNet-18's 224x224 stem (a random work group can be one thread);
+#: `OPENCL_HEAVY_RANDOM_CONFIGS=20` with `-m slow` for the acceptance sweep of those shapes.
+HEAVY_FLOPS = 50e6
+HEAVY_RANDOM_CONFIGS = int(os.environ.get("OPENCL_HEAVY_RANDOM_CONFIGS", min(RANDOM_CONFIGS, 4)))
 
 
 def _case(op, name, shape, preset):

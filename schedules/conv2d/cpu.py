@@ -3,7 +3,7 @@
 The inner kernel is a vector FMA per (output pixel, input channel). The schedule keeps an
 (ohr x owr x kor) tile of output vectors in a local accumulator, reduces over (input
 block, r, s, unrolled channels), pads in a stage of its own, runs (n, oh, ko) in parallel
-and applies a model's epilogue (bias, ReLU, residual add) in the accumulator's
+(but for tiny convs, `schedules.threading.pays_for_threads`) and applies a model's epilogue (bias, ReLU, residual add) in the accumulator's
 write-back. The tile is counted in the core's vector registers (`schedules.registers`):
 on NEON, where a block of 16 channels takes four, a tile may cover part of the block
 (`tile_ki`).
@@ -23,13 +23,18 @@ from schedules.registers import (accumulator_budget, define_sub_block, epilogue_
                                  vectorize_native)
 from schedules.space import Config, ConfigSpace
 from schedules.template import Workload
+from schedules.threading import pays_for_threads
 from targets import Device
 
 
 class Conv2dCPU(Conv2dCompute):
     name = "conv2d_nchwc.cpu"
     family = "cpu"
-    version = 1
+    version = 2  # 2: convs of fewer than 32k multiply-adds run on the calling thread
+
+    def upgrade_config(self, from_version: int, knobs: dict) -> dict | None:
+        """v1's configs as they are (the space is the same); a tiny conv's logged time counted the pool's wake-up."""
+        return dict(knobs) if from_version == 1 else None
 
     def define_space(self, wl: Workload, device: Device) -> ConfigSpace:
         cb, kb = channel_blocks(wl)
@@ -89,15 +94,18 @@ class Conv2dCPU(Conv2dCompute):
         sch.reorder(*outer, *tile, co, r, s, ci0, ci1, oh1, ow1, ko1, ki)
         write_back = sch.cache_write(block, 0, "local")
         leftovers, epilogue = write_back_at(sch, write_back, tile[-1], device)
-        parallel = sch.fuse(*outer)
-        sch.parallel(parallel)
-        epilogue_per_task(sch, epilogue, parallel, device, wl["dtype"])
+        tasks = sch.fuse(*outer)
+        threaded = pays_for_threads(self.flops(wl) // 2)
+        if threaded:
+            sch.parallel(tasks)
+        epilogue_per_task(sch, epilogue, tasks, device, wl["dtype"])
         for loop in (ci1, oh1, ow1, ko1):
             sch.unroll(loop)
         sch.vectorize(ki)
         if pad is not None:
             pad_loops = sch.get_loops(pad)
-            sch.parallel(sch.fuse(*pad_loops[:3]))
+            if threaded:
+                sch.parallel(sch.fuse(*pad_loops[:3]))
             sch.vectorize(pad_loops[-1])
         init = sch.decompose_reduction(block, co)
         sch.vectorize(sch.get_loops(init)[-1])

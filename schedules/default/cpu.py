@@ -38,13 +38,8 @@ from schedules.default.cpu_access import (access_strides, attempt, block_lanes, 
                                           own_loops, untouched, vector_width)
 from schedules.default.rules import apply_rule
 from schedules.matching import top_blocks
+from schedules.threading import MIN_TASK_ELEMENTS
 
-#: Fewest elements (output elements times reduction steps) per parallel task. Waking
-#: TVM's thread pool costs about 1.6 us here: a 32k-element add takes 1.9 us as one
-#: task and 2.7 us as two, a 128x256 layer norm 38 us as one and 21 us as two. Below
-#: twice this, a function runs as one task on the calling thread (a parallel loop of
-#: extent 1 launches nothing).
-MIN_TASK_ELEMENTS = 16384
 #: Most parallel tasks per loop. TVM hands each thread a contiguous range of tasks, so
 #: 64 balances any thread count up to 8 within an eighth.
 MAX_TASKS = 64

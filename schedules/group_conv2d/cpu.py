@@ -10,4 +10,4 @@ class GroupConv2dCPU(GroupConv2dCompute, Conv2dCPU):
 
     name = "group_conv2d_nchwc.cpu"
     family = "cpu"
-    version = 1
+    version = 2  # 2: Conv2dCPU's (tiny convs on the calling thread)
