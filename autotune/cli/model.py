@@ -89,7 +89,9 @@ def read_logs(paths: list[str] | None, device: Device) -> list[Record]:
         records += report.usable()
         if not report.ok:
             counts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.counts().items() if n and kind != "valid")
-            note(f"{path}: {len(report.valid)} of {report.total} lines used ({counts}; `autotune log validate` lists them)")
+            upgrade = f"; `autotune log upgrade {path} -o NEW` converts stale ones" if report.stale else ""
+            note(f"{path}: {len(report.valid)} of {report.total} lines used ({counts}; `autotune log validate` lists them"
+                 f"{upgrade})")
     return records
 
 
