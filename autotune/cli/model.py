@@ -97,15 +97,16 @@ def read_logs(paths: list[str] | None, device: Device) -> list[Record]:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from autotune.compile import primfuncs
+    from autotune.log.text import table
 
     opened = open_model(args)
     tasks = opened.tasks()
     total = sum(t.flops for t in tasks if not t.alternative_of) or 1
     number = {id(t): n for n, t in enumerate(tasks, 1)}
-    print(f"{'#':>3}  {'workload':70s} {'template':28s} {'calls':>5}  {'MFLOP':>8}  share")
-    for t in tasks:
-        share = f"alternative to #{number[id(t.alternative_of)]}" if t.alternative_of else f"{t.flops / total:>5.1%}"
-        print(f"{number[id(t)]:>3}  {str(t.task.workload):70s} {t.task.template.name:28s} {t.calls:>5}  {t.flops / 1e6:>8.1f}  {share}")
+    rows = [(str(number[id(t)]), str(t.task.workload), t.task.template.name, str(t.calls), f"{t.flops / 1e6:.1f}",
+             f"alternative to #{number[id(t.alternative_of)]}" if t.alternative_of else f"{t.flops / total:.1%}")
+            for t in tasks]
+    print("\n".join(table(("#", "workload", "template", "calls", "MFLOP", "share"), rows)))
     owned = {name for t in tasks for name in t.functions}
     others = sorted(set(primfuncs(opened.module)) - owned)
     print(f"{len(tasks)} tasks; {len(others)} other functions get default schedules: {', '.join(others)}")
