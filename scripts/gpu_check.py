@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Models compiled for the GPU presets and run on this machine's OpenCL (PoCL), against ONNX Runtime.
 
-    python scripts/gpu_check.py [--models resnet18,vit,/work/zoo/*.onnx,...] [--presets mali-valhall,...] [--small]
+    python scripts/gpu_check.py [--models resnet18,vit /path/*.onnx ...] [--presets mali-valhall,...] [--small]
 
 `--models` takes the demo and zoo models by name (make_models.py, zoo.py; `--small`: their small
 versions, as the tests use them) and ONNX files by path.
@@ -71,7 +71,8 @@ def check(model, preset: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet18,mobilenetv2,bert", help="names or .onnx paths, comma-separated")
+    parser.add_argument("--models", nargs="+", default=["resnet18,mobilenetv2,bert"],
+                        help="names or .onnx paths, comma- or space-separated (a shell glob of paths works)")
     parser.add_argument("--presets", default="mali-valhall", help="comma-separated, or all (the 4 GPU presets)")
     parser.add_argument("--small", action="store_true", help="the small versions the tests use")
     args = parser.parse_args()
@@ -88,7 +89,7 @@ def main() -> int:
     failed = False
     print(f"{'model':18s} {'preset':13s} {'funcs':>5} {'kernels':>7} {'max wg':>6} {'lower s':>7} {'compile s':>9} "
           f"{'run s':>7} {'max abs err':>11} {'max rel err':>11}")
-    for name in args.models.split(","):
+    for name in (name for names in args.models for name in names.split(",") if name):
         label, model = load(name, args.small)
         for preset in GPU_PRESETS if args.presets == "all" else args.presets.split(","):
             try:
