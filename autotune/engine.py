@@ -168,6 +168,25 @@ class TuningSession:
                           elapsed, self.search_seconds, self.records, self.rounds)
 
 
+def remeasure_bests(sessions: Sequence[TuningSession], builder: Builder, runner: Runner, store: RecordStore) -> int:
+    """Measure each session's best config once more, all in one batch, and log the results; returns how many.
+
+    The store keeps a config's faster line, so a best that was measured in a slow spell (a
+    short task's whole batch can fall in one) is logged at its speed, unless both fall in spells.
+    """
+    chosen = [s for s in sessions if s.best_config is not None]
+    inputs = [s.task.measure_input(s.best_config) for s in chosen]
+    if not inputs:
+        return 0
+    for session, result in zip(chosen, runner.run(inputs, builder.build(inputs))):
+        if result.error is ErrorKind.DEVICE_LOST:
+            continue  # unmeasured, as in `step`
+        store.add(make_record(session.task, session.best_config, result))
+        if result.ok and result.cost < session.best_cost:
+            session.best_cost = result.cost
+    return len(inputs)
+
+
 def open_sessions(tasks: Sequence[Task], history: RecordStore, options: TuneOptions) -> list[TuningSession]:
     """A session per task, resumed from `history` (the run's log) and warm-started from `options.transfer_log`."""
     if options.transfer_log is not None and not os.path.isfile(options.transfer_log):

@@ -33,6 +33,10 @@ class TuneOptions:
     first_batch: int = 8
     #: Model: a task stops after this many of its trials without a better config; the others go on.
     patience: int = 96
+    #: Model: at the end, measure each task's best config once more (the log keeps a config's faster
+    #: line), within the time budget: a short task's trials all fall within seconds, and a slow spell
+    #: of a shared machine then stands for its best config's speed.
+    remeasure_best: bool = True
 
     def __post_init__(self) -> None:
         for name in ("trials", "batch_size", "first_batch", "patience", "early_stopping"):
@@ -45,6 +49,6 @@ class TuneOptions:
         if self.transfer_log is not None and not transfers:
             raise ValueError(f"a transfer log needs the model-guided tuner (xgb); {self.tuner} does not learn across workloads")
 
-    def out_of_time(self, start: float) -> bool:
-        """Whether a run that began at `start` (time.perf_counter) has used its `max_seconds`."""
-        return self.max_seconds is not None and time.perf_counter() - start >= self.max_seconds
+    def out_of_time(self, start: float, reserve: float = 0.0) -> bool:
+        """Whether a run that began at `start` (time.perf_counter) has used its `max_seconds`, but for `reserve`."""
+        return self.max_seconds is not None and time.perf_counter() - start + reserve >= self.max_seconds

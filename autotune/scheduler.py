@@ -8,7 +8,8 @@ algorithms (`ModelTask.alternative_of`) count once, by the faster: a slower one 
 only what would make it the faster, and stops when even its optimistic next batch would
 not. A task that has not improved for `patience` trials, or whose space is exhausted,
 stops. All tasks share one builder, one runner and one log, so an interrupted run
-resumes where it stopped.
+resumes where it stopped. The run ends by measuring each task's best config once more
+(`TuneOptions.remeasure_best`), within its time budget.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from autotune.compile import ModelTask
-from autotune.engine import TuningSession, measurement, open_sessions
+from autotune.engine import TuningSession, measurement, open_sessions, remeasure_bests
 from autotune.measure import Builder, Runner
 from autotune.options import TuneOptions
 
@@ -66,6 +67,7 @@ class ModelProgress:
     budget: int
     elapsed: float
     current: TaskProgress | None = None
+    remeasured: int = 0  # best configs measured once more at the end
 
     def operator_latency(self) -> dict[str, float]:
         """Seconds per inference of each operator: its fastest task's."""
@@ -108,7 +110,7 @@ def tune_model(
             if state.session.best_cost < float("inf"):
                 state.best_history.append(state.session.best_cost)
         progress = ModelProgress(states, 0, options.trials, 0.0)
-        while progress.measured < options.trials and not options.out_of_time(start):
+        while progress.measured < options.trials and not options.out_of_time(start, _remeasure_time(progress, options)):
             active = [s for s in states if not s.done]
             if not active:
                 break
@@ -133,5 +135,14 @@ def tune_model(
             progress.current = state
             if on_progress:
                 on_progress(progress)
+        if options.remeasure_best:
+            progress.remeasured = remeasure_bests([s.session for s in states], builder, runner, store)
     progress.elapsed = time.perf_counter() - start
     return progress
+
+
+def _remeasure_time(progress: ModelProgress, options: TuneOptions) -> float:
+    """Seconds the closing re-measurement of the tasks' bests will take, at this run's pace per trial."""
+    if not options.remeasure_best or not progress.measured:
+        return 0.0
+    return progress.elapsed / progress.measured * sum(s.session.best_config is not None for s in progress.tasks)

@@ -3,10 +3,12 @@ the task scheduler, compile/export/load, bench, and the CLI's model commands."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -100,9 +102,10 @@ def test_scheduler_splits_the_budget_and_resumes(host, tmp_path):
     tasks = extract_tasks(module, host)
     log = tmp_path / "bert.jsonl"
     with LocalBuilder(n_workers=2) as builder, LocalRunner(TimingOptions(repeat=1, min_repeat_ms=2)) as runner:
-        first = tune_model(tasks, log, TuneOptions(30, "random", batch_size=4, first_batch=2), builder=builder, runner=runner)
-        assert first.measured == 30 and all(s.trials >= 2 for s in first.tasks)
-        second = tune_model(tasks, log, TuneOptions(10, "random", batch_size=4, first_batch=2), builder=builder, runner=runner)
+        options = TuneOptions(30, "random", batch_size=4, first_batch=2, remeasure_best=False)
+        first = tune_model(tasks, log, options, builder=builder, runner=runner)
+        assert first.measured == 30 and all(s.trials >= 2 for s in first.tasks) and first.remeasured == 0
+        second = tune_model(tasks, log, replace(options, trials=10), builder=builder, runner=runner)
     assert second.measured == 10 and sum(s.session.resumed for s in second.tasks) == 30
     records = load_records(log)
     keys = [(r.workload.key, r.config["index"]) for r in records]
@@ -110,6 +113,23 @@ def test_scheduler_splits_the_budget_and_resumes(host, tmp_path):
     for state in first.tasks:  # each task's default config is measured first
         assert any(r.config["index"] == state.model_task.task.default_config.index for r in records
                    if r.workload == state.model_task.task.workload)
+
+
+def test_a_run_ends_by_measuring_each_tasks_best_once_more(host, tmp_path):
+    """The log gets one more line per task, of its best config; the run's best is the faster of the two."""
+    tasks = extract_tasks(load_onnx(SMALL["bert"]()), host)
+    log = tmp_path / "bert.jsonl"
+    with LocalBuilder(n_workers=2) as builder, LocalRunner(TimingOptions(repeat=1, min_repeat_ms=2)) as runner:
+        result = tune_model(tasks, log, TuneOptions(len(tasks) * 2, "random", batch_size=2, first_batch=2),
+                            builder=builder, runner=runner)
+    records = load_records(log)
+    assert result.remeasured == len(tasks) and len(records) == result.measured + len(tasks)
+    for state, again in zip(result.tasks, records[result.measured:]):
+        task = state.model_task.task
+        lines = [r for r in records if task.matches(r) and r.config["knobs"] == again.config["knobs"]]
+        assert len(lines) == 2 and again.ok
+        assert again.config["knobs"] == task.space.to_json(state.session.best_config)["knobs"]
+        assert state.session.best_cost == min(r.cost for r in lines) == task.best(records)[1].cost
 
 
 def autotune_cli(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -194,9 +214,10 @@ def test_interrupted_tune_resumes_where_it_stopped(tmp_path):
     assert before >= 12
     done = autotune_cli(*args[3:], "--trials", "8", cwd=tmp_path)  # the last --trials counts
     assert done.returncode == 0, done.stderr
+    again = int(re.search(r"the best of (\d+) tasks once more", done.stdout).group(1))
     records = load_records(log)
-    keys = [(r.workload.key, r.config["index"]) for r in records]
-    assert len(records) == before + 8 and len(set(keys)) == len(keys)
+    keys = [(r.workload.key, r.config["index"]) for r in records[:len(records) - again]]
+    assert len(records) == before + 8 + again and len(set(keys)) == len(keys)
 
 
 def test_big_little_thread_knobs_reach_the_deployment_manifest(tmp_path):

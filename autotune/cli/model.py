@@ -133,7 +133,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
                         lambda runner: tune_model(tasks, log, options, runner=runner, on_progress=progress))
     total = result.latency or 1
     fastest = result.operator_latency()
-    print(f"measured {result.measured} new configs in {result.elapsed:.0f}s; tuned operators: {result.latency * 1e3:.3f} ms per inference")
+    again = f" (and the best of {result.remeasured} tasks once more)" if result.remeasured else ""
+    print(f"measured {result.measured} new configs{again} in {result.elapsed:.0f}s; "
+          f"tuned operators: {result.latency * 1e3:.3f} ms per inference")
     print(f"{'workload':70s} {'calls':>5} {'trials':>6} {'best ms':>9} {'GFLOPS':>7}  share")
     for state in result.tasks:
         task, best = state.model_task.task, state.session.best_cost
