@@ -3,8 +3,8 @@
 The inner kernel is a vector FMA per (output pixel, input channel). The schedule keeps an
 (ohr x owr x kor) tile of output vectors in a local accumulator, reduces over (input
 block, r, s, unrolled channels), pads in a stage of its own, runs (n, oh, ko) in parallel
-(but for tiny convs, `schedules.threading.pays_for_threads`) and applies a model's epilogue (bias, ReLU, residual add) in the accumulator's
-write-back. The tile is counted in the core's vector registers (`schedules.registers`):
+(tiny convs on the calling thread: `schedules.threading.pays_for_threads`) and applies a
+model's epilogue (bias, ReLU, residual add) in the accumulator's write-back. The tile is counted in the core's vector registers (`schedules.registers`):
 on NEON, where a block of 16 channels takes four, a tile may cover part of the block
 (`tile_ki`).
 """
