@@ -4,9 +4,9 @@ The inner kernel is a vector FMA per (output pixel, input channel). The schedule
 (ohr x owr x kor) tile of output vectors in a local accumulator, reduces over (input
 block, r, s, unrolled channels), pads in a stage of its own, runs (n, oh, ko) in parallel
 (tiny convs on the calling thread: `schedules.threading.pays_for_threads`) and applies a
-model's epilogue (bias, ReLU, residual add) in the accumulator's write-back. The tile is counted in the core's vector registers (`schedules.registers`):
-on NEON, where a block of 16 channels takes four, a tile may cover part of the block
-(`tile_ki`).
+model's epilogue (bias, ReLU, residual add) in the accumulator's write-back. The tile is
+counted in the core's vector registers (`schedules.registers`): on NEON, where a block of
+16 channels takes four, a tile may cover part of the block (`tile_ki`).
 """
 from __future__ import annotations
 
