@@ -11,6 +11,7 @@ from autotune.cli.common import (
     run_tuning, tune_options,
 )
 from autotune.cli.display import ModelProgressLine, note
+from autotune.log.text import table
 from targets import Device
 
 if TYPE_CHECKING:
@@ -97,7 +98,6 @@ def read_logs(paths: list[str] | None, device: Device) -> list[Record]:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from autotune.compile import primfuncs
-    from autotune.log.text import table
 
     opened = open_model(args)
     tasks = opened.tasks()
@@ -136,17 +136,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     again = f" (and the best of {result.remeasured} tasks once more)" if result.remeasured else ""
     print(f"measured {result.measured} new configs{again} in {result.elapsed:.0f}s; "
           f"tuned operators: {result.latency * 1e3:.3f} ms per inference")
-    print(f"{'workload':70s} {'calls':>5} {'trials':>6} {'best ms':>9} {'GFLOPS':>7}  share")
+    rows = []
     for state in result.tasks:
         task, best = state.model_task.task, state.session.best_cost
-        best_text = f"{best * 1e3:9.4f} {task.gflops(best):7.1f}" if best < float("inf") else f"{'-':>9} {'-':>7}"
-        if best == float("inf"):
+        measured = best < float("inf")
+        if not measured:
             share = "not measured"
         elif state.latency <= fastest[state.model_task.operator_key]:
-            share = f"{state.latency / total:5.1%}"
+            share = f"{state.latency / total:.1%}"
         else:
             share = "slower algorithm, not used"
-        print(f"{str(task.workload):70s} {state.model_task.calls:>5} {state.trials:>6} {best_text}  {share}")
+        rows.append((str(task.workload), str(state.model_task.calls), str(state.trials),
+                     f"{best * 1e3:.4f}" if measured else "-", f"{task.gflops(best):.1f}" if measured else "-", share))
+    print("\n".join(table(("workload", "calls", "trials", "best ms", "GFLOPS", "share"), rows)))
     return 0
 
 
