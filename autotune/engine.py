@@ -168,23 +168,42 @@ class TuningSession:
                           elapsed, self.search_seconds, self.records, self.rounds)
 
 
-def remeasure_bests(sessions: Sequence[TuningSession], builder: Builder, runner: Runner, store: RecordStore) -> int:
-    """Measure each session's best config once more, all in one batch, and log the results; returns how many.
+#: Two measurements of a best config within this ratio of each other settle its figure; apart,
+#: a third one decides (the store keeps a config's median line).
+AGREEMENT = 1.1
+#: Batches of the closing re-measurement at most: a median that hands the lead to another config
+#: sends that config to be measured again, and so on.
+SETTLING_ROUNDS = 4
 
-    The store keeps a config's faster line, so a best that was measured in a slow spell (a
-    short task's whole batch can fall in one) is logged at its speed, unless both fall in spells.
+
+def settled(lines: Sequence[Record]) -> bool:
+    """Whether a config's lines settle its figure: three of them, or two correct ones that agree."""
+    correct = sorted(r.cost for r in lines if r.ok)
+    return len(lines) >= 3 or (len(correct) == 2 and correct[1] <= AGREEMENT * correct[0])
+
+
+def remeasure_bests(sessions: Sequence[TuningSession], builder: Builder, runner: Runner, store: RecordStore) -> int:
+    """Measure each session's best config again until its figure is settled; returns how many measurements.
+
+    One batch measures every best once more, and each later batch the bests not yet settled: a
+    short task's trials all fall within seconds, in one slow spell of a shared machine, or in a
+    fast one that a kernel living in a cache other tenants share will not see in the model. The
+    store keeps each config's median line, so the log's figure of a best is one the model runs at.
     """
-    chosen = [s for s in sessions if s.best_config is not None]
-    inputs = [s.task.measure_input(s.best_config) for s in chosen]
-    if not inputs:
-        return 0
-    for session, result in zip(chosen, runner.run(inputs, builder.build(inputs))):
-        if result.error is ErrorKind.DEVICE_LOST:
-            continue  # unmeasured, as in `step`
-        store.add(make_record(session.task, session.best_config, result))
-        if result.ok and result.cost < session.best_cost:
-            session.best_cost = result.cost
-    return len(inputs)
+    count = 0
+    for _ in range(SETTLING_ROUNDS):
+        chosen = [(s, best) for s in sessions if (best := s.task.best(store)) and not settled(store.lines(best[1]))]
+        if not chosen:
+            break
+        inputs = [s.task.measure_input(config) for s, (config, _) in chosen]
+        for (session, (config, _)), result in zip(chosen, runner.run(inputs, builder.build(inputs))):
+            if result.error is not ErrorKind.DEVICE_LOST:  # unmeasured, as in `step`
+                store.add(make_record(session.task, config, result))
+        count += len(inputs)
+        for session, _ in chosen:
+            config, record = session.task.best(store)
+            session.best_config, session.best_cost = config, record.cost
+    return count
 
 
 def open_sessions(tasks: Sequence[Task], history: RecordStore, options: TuneOptions) -> list[TuningSession]:

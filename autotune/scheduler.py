@@ -8,8 +8,8 @@ algorithms (`ModelTask.alternative_of`) count once, by the faster: a slower one 
 only what would make it the faster, and stops when even its optimistic next batch would
 not. A task that has not improved for `patience` trials, or whose space is exhausted,
 stops. All tasks share one builder, one runner and one log, so an interrupted run
-resumes where it stopped. The run ends by measuring each task's best config once more
-(`TuneOptions.remeasure_best`), within its time budget.
+resumes where it stopped. The run ends by measuring each task's best config again until its
+figure is settled (`TuneOptions.remeasure_best`, `engine.remeasure_bests`), within its time budget.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class ModelProgress:
     budget: int
     elapsed: float
     current: TaskProgress | None = None
-    remeasured: int = 0  # best configs measured once more at the end
+    remeasured: int = 0  # measurements of the tasks' best configs at the end, until settled
 
     def operator_latency(self) -> dict[str, float]:
         """Seconds per inference of each operator: its fastest task's."""
@@ -141,8 +141,14 @@ def tune_model(
     return progress
 
 
+#: Measurements of each best config the closing re-measurement makes, on average (every best once,
+#: those whose two figures disagree once more, and the bests that a median hands the lead to).
+REMEASUREMENTS_PER_BEST = 1.5
+
+
 def _remeasure_time(progress: ModelProgress, options: TuneOptions) -> float:
     """Seconds the closing re-measurement of the tasks' bests will take, at this run's pace per trial."""
     if not options.remeasure_best or not progress.measured:
         return 0.0
-    return progress.elapsed / progress.measured * sum(s.session.best_config is not None for s in progress.tasks)
+    bests = sum(s.session.best_config is not None for s in progress.tasks)
+    return progress.elapsed / progress.measured * bests * REMEASUREMENTS_PER_BEST

@@ -10,6 +10,7 @@ import pytest
 from autotune.log.jsonl import load_records, write_log
 from autotune.log.merge import distill, merge
 from autotune.log.record import Record
+from autotune.log.store import MemoryStore
 from autotune.log.summary import summarize, summary_lines
 from autotune.log.upgrade import upgrade
 from autotune.log.validate import validate
@@ -76,6 +77,19 @@ def test_merge_keeps_one_line_per_config_the_fastest_correct_in_first_seen_order
     merged = merge([path, log_b])
     assert as_json(merged) == as_json([log_b[0], log_b[1], log_a[2], log_a[3], log_b[3], log_b[5], log_b[6]])
     assert merge([merged]) == merged  # idempotent
+
+
+def test_a_config_measured_three_times_keeps_its_median_line(tasks, configs):
+    """A fast outlier (a kernel whose data another tenant's cache traffic left in place) does not stand for the config."""
+    (t1, _), (c1, _) = tasks, configs
+    lines = [record(t1, c1[0], [1.1 * MS]), record(t1, c1[0], [1.45 * MS]), record(t1, c1[1], [1.2 * MS]),
+             record(t1, c1[0], [1.5 * MS])]
+    store = MemoryStore(lines[:2])
+    assert store.best(t1.key).cost == 1.1 * MS  # of two, the faster
+    store.extend(lines[2:])
+    assert [r.cost for r in store.ranked(t1.key)] == [1.2 * MS, 1.45 * MS]
+    assert [r.cost for r in store.lines(lines[0])] == [1.1 * MS, 1.45 * MS, 1.5 * MS]
+    assert as_json(merge([lines])) == as_json([lines[1], lines[2]])
 
 
 def test_merge_refuses_a_missing_log(tmp_path):

@@ -133,7 +133,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                         lambda runner: tune_model(tasks, log, options, runner=runner, on_progress=progress))
     total = result.latency or 1
     fastest = result.operator_latency()
-    again = f" (and the best of {result.remeasured} tasks once more)" if result.remeasured else ""
+    again = f" (and {result.remeasured} re-measurements of the tasks' best configs)" if result.remeasured else ""
     print(f"measured {result.measured} new configs{again} in {result.elapsed:.0f}s; "
           f"tuned operators: {result.latency * 1e3:.3f} ms per inference")
     rows = []

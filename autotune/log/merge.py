@@ -26,8 +26,9 @@ def _sources(sources: Iterable[str | os.PathLike | Iterable[Record]]) -> Iterato
 def merge(sources: Iterable[str | os.PathLike | Iterable[Record]]) -> list[Record]:
     """Several logs (paths or record iterables) as one, each measured config once.
 
-    A config measured more than once keeps its fastest correct line, or its first error line
-    when it never ran correctly; the kept line takes the place where the config was first seen.
+    A config measured more than once keeps its median correct line (`autotune.log.store`), or its
+    first error line when it never ran correctly; the kept line takes the place where the config
+    was first seen.
     """
     return list(MemoryStore(_sources(sources)))
 
