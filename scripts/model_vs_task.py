@@ -14,8 +14,8 @@ This machine is shared: its speed changes for seconds at a time (a core away, an
 memory traffic), sometimes by 1.8x. So each figure is the median of `--rounds` rounds that go over
 all of a model's tasks in turn, the model's functions first, then the runner's candidates: a slow
 spell spoils one round of a task, not its figure; a task beyond the bar after them gets `--recheck`
-more rounds (its line says how many in all), so that a spell over two of its rounds is outvoted. Each timing is taken as the runner takes it
-(`autotune.measure.steady`).
+more rounds (its line says how many in all), so that a spell over two of its rounds is outvoted.
+Each timing is taken as the runner takes it (`autotune.measure.steady`).
 """
 from __future__ import annotations
 

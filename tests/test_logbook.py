@@ -80,7 +80,8 @@ def test_merge_keeps_one_line_per_config_the_fastest_correct_in_first_seen_order
 
 
 def test_a_config_measured_three_times_keeps_its_median_line(tasks, configs):
-    """A fast outlier (a kernel whose data another tenant's cache traffic left in place) does not stand for the config."""
+    """A fast outlier (a kernel whose data another tenant's cache traffic left in place) does not stand
+    for the config."""
     (t1, _), (c1, _) = tasks, configs
     lines = [record(t1, c1[0], [1.1 * MS]), record(t1, c1[0], [1.45 * MS]), record(t1, c1[1], [1.2 * MS]),
              record(t1, c1[0], [1.5 * MS])]
